@@ -1,0 +1,80 @@
+"""`python -m experiments <verb> ...`: the one command line of the project.
+
+Each verb lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``; it is
+imported only when used, so ``--help`` stays fast. Bad user input (:class:`UserInputError`) is
+printed on one line and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from datamodules.errors import UserInputError
+
+VERBS: dict[str, tuple[str, str]] = {
+    # verb: (module, one-line help)
+    "prepare": (
+        "experiments.prepare",
+        "raw tagged images -> vocabulary, labels, dedup, FFCV shards",
+    ),
+    "vocab": ("experiments.vocab", "build a hashtag vocabulary, or look tags up in it"),
+    "pretrain": (
+        "experiments.pretrain",
+        "hashtag pretraining (multi-label softmax) into runs/<name>",
+    ),
+    "transfer": ("experiments.transfer", "linear probe or fine-tuning of a pretrained network"),
+    "sweep": ("experiments.sweep", "expand and launch a sweep over the paper's axes"),
+    "tables": ("experiments.tables", "results index, paper tables, figures, scaling-law fits"),
+    "quickstart": ("experiments.quickstart", "the main job: tags -> pretrain -> transfer -> table"),
+    "bench": ("experiments.bench", "benchmarks that print figures and save JSON"),
+    "predict": ("experiments.predict", "top-k hashtags for images from a checkpoint"),
+}
+
+
+def _top_help() -> str:
+    width = max(map(len, VERBS))
+    lines = ["usage: python -m experiments <verb> [options]", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {help_}" for verb, (_, help_) in VERBS.items()]
+    lines += ["", "Run `python -m experiments <verb> --help` for a verb's options."]
+    return "\n".join(lines)
+
+
+def _load(verb: str):
+    module_name, _ = VERBS[verb]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_help())
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"error: unknown verb '{verb}'; valid verbs: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module = _load(verb)
+    if module is None:
+        print(f"error: `{verb}` is not implemented yet in this checkout", file=sys.stderr)
+        return 3
+    parser = argparse.ArgumentParser(
+        prog=f"python -m experiments {verb}", description=VERBS[verb][1]
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""`python -m experiments bench <name>`: benchmarks that print figures and save them as JSON.
+
+Each benchmark is a module ``experiments.benchmarks.<name>`` with ``add_arguments(parser)`` and
+``run(args) -> dict``; the dict is printed and written to ``--out`` (default
+``runs/bench/<name>.json``). Figures, never asserts: tests do not time anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from experiments.rundir import atomic_write_json
+
+BENCHMARKS = {
+    "vocab": "labelling 10M tag records with a vocabulary (records/s)",
+    "write": "writing .beton shards (images/s)",
+    "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit",
+    "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",
+    "train": "training throughput (images/s; MFU on a GPU)",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(
+        dest="bench", required=True, metavar="{" + ",".join(BENCHMARKS) + "}"
+    )
+    for name, help_ in BENCHMARKS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--out", default=f"runs/bench/{name}.json", help="where to save the figures")
+        module = _module(name)
+        if module is not None:
+            module.add_arguments(p)
+
+
+def _module(name: str):
+    module_name = f"experiments.benchmarks.{name}"
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    module = _module(args.bench)
+    if module is None:
+        print(f"error: benchmark `{args.bench}` is not implemented yet in this checkout")
+        return 3
+    result = module.run(args)
+    atomic_write_json(Path(args.out), result)
+    print(json.dumps(result, indent=2, default=str))
+    print(f"saved to {args.out}")
+    return 0

@@ -1,0 +1,97 @@
+"""Run directories: ``runs/<name>/`` with the resolved config, metrics.json, checkpoints, logs.
+
+Every file is written atomically (a temporary name in the same folder, then ``os.replace``), so
+a run that dies leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+class RunDir:
+    """One run's folder. ``metrics.json`` with ``"status": "complete"`` marks a finished run."""
+
+    def __init__(self, root: str | Path):
+        self.path = Path(root)
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str) -> RunDir:
+        run = cls(Path(runs_dir) / name)
+        (run.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        return run
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_config(self, cfg: Any) -> Path:
+        from experiments.config import to_yaml
+
+        return atomic_write_text(self.config_path, to_yaml(cfg))
+
+    def write_metrics(self, metrics: dict) -> Path:
+        return atomic_write_json(self.metrics_path, metrics)
+
+    def read_metrics(self) -> dict | None:
+        if not self.metrics_path.is_file():
+            return None
+        try:
+            return read_json(self.metrics_path)
+        except json.JSONDecodeError:
+            return None
+
+    def is_complete(self) -> bool:
+        metrics = self.read_metrics()
+        return bool(metrics) and metrics.get("status") == "complete"
+
+    def last_checkpoint(self) -> Path | None:
+        last = self.checkpoints / "last.ckpt"
+        return last if last.is_file() else None

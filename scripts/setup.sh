@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One setup path for both README commands: Debian packages, .venv, the project with its pins.
+# Idempotent: a second run checks and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  pkg-config libturbojpeg0-dev libopencv-dev   # FFCV's C extension
+  libcairo2                                    # CairoSVG rasterizes OpenClipart
+  wordnet-base                                 # WordNet 3.0 nouns (/usr/share/wordnet)
+  openclipart-svg                              # real user-tagged images (/usr/share/openclipart)
+  dataset-fashion-mnist                        # a transfer target (/usr/share/datasets/fashion-mnist)
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] installing Python packages into .venv (torch first, exact pins)"
+  # torch/torchvision first with exact pins: pip takes them from this machine's disk.
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+  .venv/bin/pip install -q -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "[setup] ready: .venv ($(.venv/bin/python -c 'import torch, ffcv; print("torch", torch.__version__, "ffcv ok")'))"
