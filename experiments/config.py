@@ -223,6 +223,21 @@ class RunConfig:
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
 
+# String knobs with a closed set of values; checked after composition.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.source": ("openclipart", "synthetic", "manifest"),
+    "data.vocab": ("in1k", "wordnet", "raw"),
+    "data.ambiguity": ("first_sense", "drop"),
+    "data.write_mode": ("jpg", "raw", "smart"),
+    "data.sampling": ("natural", "sqrt", "uniform"),
+    "data.sampling_combine": ("mean", "max"),
+    "data.label_noise_dist": ("natural", "uniform"),
+    "model.loss": ("softmax", "sigmoid"),
+    "schedule.decay": ("step", "cosine"),
+    "transfer.protocol": ("linear", "finetune"),
+    "transfer.features": ("last", "all"),
+}
+
 # CLI shorthands: `pretrained=X` means `transfer.pretrained=X`.
 ALIASES = {"pretrained": "transfer.pretrained"}
 
@@ -241,6 +256,21 @@ def _valid_keys(schema: Any, dotted: str) -> tuple[str, list[str]]:
     return ".".join(section) or "<root>", sorted(node.keys()) if isinstance(
         node, DictConfig
     ) else []
+
+
+def _check_key(schema: DictConfig, dotted: str) -> None:
+    """Fail on an override key the schema does not have, naming the valid keys of its section."""
+    node: Any = schema
+    for depth, part in enumerate(dotted.split(".")):
+        if not isinstance(node, DictConfig):
+            return  # inside a list or a free-form value: OmegaConf checks it
+        if part not in node:
+            section = ".".join(dotted.split(".")[:depth]) or "<root>"
+            raise UserInputError(
+                f"override: unknown config key '{dotted}'; valid keys in {section}: "
+                + ", ".join(sorted(node.keys()))
+            )
+        node = node._get_node(part)
 
 
 def _error(schema: DictConfig, exc: OmegaConfBaseException, where: str) -> UserInputError:
@@ -295,6 +325,8 @@ def load_config(
                 raise _error(base, exc, str(file)) from None
     dotlist = []
     for item in overrides:
+        key = item.split("=", 1)[0]
+        _check_key(base, ALIASES.get(key, key))
         if "=" not in item:
             raise UserInputError(
                 f"override '{item}' must look like key=value (e.g. data.scale=0.1)"
@@ -305,6 +337,12 @@ def load_config(
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as exc:
         raise _error(base, exc, "override") from None
+    for key, choices in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in choices:
+            raise UserInputError(
+                f"bad value '{value}' for '{key}'; valid choices: {', '.join(choices)}"
+            )
     missing = OmegaConf.missing_keys(cfg)
     if missing:
         raise UserInputError(f"missing required config values: {', '.join(sorted(missing))}")
