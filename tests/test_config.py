@@ -66,7 +66,9 @@ def test_bad_files_raise_one_line_errors(tmp_path):
     with pytest.raises(UserInputError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
     bad_key = write(tmp_path / "bad.yaml", "model:\n  widht: 8\n")
-    with pytest.raises(UserInputError, match="unknown config key 'model.widht'.*valid keys in model"):
+    with pytest.raises(
+        UserInputError, match="unknown config key 'model.widht'.*valid keys in model"
+    ):
         load_config(bad_key)
     bad_type = write(tmp_path / "type.yaml", "schedule:\n  images_seen: many\n")
     with pytest.raises(UserInputError, match="bad value for 'schedule.images_seen'"):

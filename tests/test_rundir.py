@@ -21,7 +21,11 @@ def test_run_directory_round_trip(tmp_path):
     assert run.read_metrics()["top1"] == 0.5
     assert run.checkpoints.is_dir()
     assert run.last_checkpoint() is None
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "config.yaml", "metrics.json"]
+    assert sorted(p.name for p in run.path.iterdir()) == [
+        "checkpoints",
+        "config.yaml",
+        "metrics.json",
+    ]
 
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
