@@ -1,0 +1,406 @@
+"""Launchers that run a sweep's jobs: sequential local, submitit (local or SLURM), W&B export.
+
+A *job* is one pretraining run and the transfer runs that follow it. Every run is a
+:class:`Task` (a verb, a config and overrides); the default runner executes it as a fresh
+``python -m experiments <verb> <config> k=v ...`` subprocess, because FFCV's DatasetWriter can
+deadlock in a process that already ran a Loader, so several runs never share a process. Tests
+inject a runner (any picklable callable taking a Task) instead.
+
+Nothing here schedules: the local launcher is a loop, and everything else is submitit
+(``LocalExecutor`` for ``submitit-local``, ``AutoExecutor`` job arrays for SLURM, with
+requeueing on timeout through ``submitit.helpers.Checkpointable``) or ``wandb sweep``/agent.
+Completed runs are skipped (``RunDir.is_complete``); a run with a checkpoint is resumed by the
+run itself (``run_pretrain`` does it); a failed run is simply run again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+from tqdm import tqdm
+
+from datamodules.errors import UserInputError
+from experiments.config import REPO_ROOT
+from experiments.rundir import RunDir
+from experiments.sweep_spec import PlannedRun, SlurmSpec, SweepSpec
+
+LOG_FILE = "sweep.log"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: ``python -m experiments <kind> <config> <overrides...>`` writing runs_dir/name."""
+
+    kind: str  # pretrain | transfer
+    name: str
+    config: str
+    overrides: tuple[str, ...]
+    runs_dir: str
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_FILE
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "experiments", self.kind, self.config, *self.overrides]
+
+
+@dataclass(frozen=True)
+class Job:
+    pretrain: Task
+    transfers: tuple[Task, ...] = ()
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return (self.pretrain, *self.transfers)
+
+
+def jobs_from_plan(runs: Sequence[PlannedRun]) -> list[Job]:
+    return [
+        Job(
+            Task("pretrain", r.name, r.base, r.overrides, r.runs_dir),
+            tuple(Task("transfer", t.name, t.config, t.overrides, r.runs_dir) for t in r.transfers),
+        )
+        for r in runs
+    ]
+
+
+Runner = Callable[[Task], None]
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def _single_process_env() -> dict[str, str]:
+    """The environment without SLURM's task variables, so Lightning sees one plain process."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+
+
+def subprocess_runner(task: Task) -> None:
+    """Run the task in a fresh interpreter, appending its output to ``<run dir>/sweep.log``.
+
+    Transfers run as a single process even inside a multi-task SLURM job (only rank 0 runs
+    them), so SLURM's variables are removed from their environment.
+    """
+    task.run_dir.mkdir(parents=True, exist_ok=True)
+    env = _single_process_env() if task.kind == "transfer" else dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(task.log_path, "a") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(task.command())}\n")
+        log.flush()
+        rc = subprocess.call(task.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+    if rc != 0:
+        raise RunFailed(f"{task.kind} {task.name} exited with status {rc}")
+
+
+def _rank() -> int:
+    """The task's global rank inside a submitit job (0 outside of one)."""
+    try:
+        return submitit.JobEnvironment().global_rank
+    except RuntimeError:
+        return 0
+
+
+def _run_task(task: Task, runner: Runner) -> str:
+    if RunDir(task.run_dir).is_complete():
+        return "complete"
+    try:
+        runner(task)
+    except Exception as exc:  # a failed run must not stop the sweep; its log says why
+        task.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(task.log_path, "a") as log:
+            log.write(f"sweep: {task.kind} failed: {exc}\n{traceback.format_exc()}")
+    return "complete" if RunDir(task.run_dir).is_complete() else "failed"
+
+
+def execute_job(job: Job, runner: Runner | None = None) -> dict[str, str]:
+    """Run a job's pretraining, then (on rank 0 only) its transfers. Returns name -> status."""
+    runner = runner or subprocess_runner
+    status = {job.pretrain.name: _run_task(job.pretrain, runner)}
+    if _rank() != 0:
+        return status
+    for task in job.transfers:
+        if status[job.pretrain.name] != "complete":
+            status[task.name] = "blocked"
+            continue
+        status[task.name] = _run_task(task, runner)
+    return status
+
+
+class SubmititJob(submitit.helpers.Checkpointable):
+    """The callable submitit pickles; on a SLURM timeout it requeues itself and the run resumes
+    from its last checkpoint."""
+
+    def __init__(self, runner: Runner | None = None):
+        self.runner = runner
+
+    def __call__(self, job: Job) -> dict[str, str]:
+        return execute_job(job, self.runner)
+
+
+# ---------------------------------------------------------------------------------------------
+# before / after bookkeeping
+
+
+def task_state(task: Task) -> str:
+    """complete | resume (has a checkpoint) | retry (ran before, failed) | new."""
+    rd = RunDir(task.run_dir)
+    if rd.is_complete():
+        return "complete"
+    if rd.last_checkpoint() is not None or any(rd.checkpoints.glob("*.ckpt")):
+        return "resume"
+    if task.log_path.is_file():
+        return "retry"
+    return "new"
+
+
+@dataclass
+class SweepReport:
+    before: dict[str, str] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    submitted: list[str] = field(default_factory=list)  # job ids when not waited for
+
+    def failed(self) -> list[str]:
+        return [n for n, s in self.after.items() if s in ("failed", "blocked")]
+
+    def counts(self) -> dict[str, int]:
+        done = [n for n, s in self.after.items() if s == "complete"]
+        return {
+            "runs": len(self.before),
+            "done": len(done),
+            "skipped": sum(self.before[n] == "complete" for n in done),
+            "resumed": sum(self.before[n] == "resume" for n in done),
+            "retried": sum(self.before[n] == "retry" for n in done),
+            "failed": len(self.failed()),
+        }
+
+    def lines(self) -> list[str]:
+        if self.submitted:
+            return [
+                f"submitted {len(self.submitted)} jobs: {', '.join(self.submitted)}",
+                "rerun the same sweep command after they end to see done / resumed / failed",
+            ]
+        c = self.counts()
+        out = [
+            f"done {c['done']}/{c['runs']} ({c['skipped']} already complete, "
+            f"{c['resumed']} resumed, {c['retried']} rerun after a failure) | "
+            f"resumed {c['resumed']} | failed {c['failed']}"
+        ]
+        for name in self.failed():
+            why = "pretraining failed" if self.after[name] == "blocked" else "failed"
+            out.append(f"  {why}: {name} (log: {self.logs[name]})")
+        return out
+
+
+def _report(jobs: Sequence[Job]) -> SweepReport:
+    rep = SweepReport()
+    for job in jobs:
+        for task in job.tasks:
+            rep.before[task.name] = task_state(task)
+    return rep
+
+
+def _finish(rep: SweepReport, jobs: Sequence[Job], results: Sequence[dict | None]) -> SweepReport:
+    for job, result in zip(jobs, results):
+        for task in job.tasks:
+            state = (result or {}).get(task.name)
+            if state is None:  # the job died before reaching it, or was not submitted
+                state = "complete" if RunDir(task.run_dir).is_complete() else "failed"
+            rep.after[task.name] = state
+            # a transfer blocked by its failed pretraining: the pretraining log says why
+            rep.logs[task.name] = (job.pretrain if state == "blocked" else task).log_path
+    return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers
+
+
+def launch_local(jobs: Sequence[Job], runner: Runner | None = None) -> SweepReport:
+    """Sequentially, in this process; each run itself is a fresh subprocess (default runner)."""
+    rep = _report(jobs)
+    results = []
+    for job in tqdm(jobs, desc="sweep", unit="job", disable=len(jobs) < 2):
+        results.append(execute_job(job, runner))
+    return _finish(rep, jobs, results)
+
+
+def slurm_parameters(slurm: SlurmSpec, job_name: str) -> dict:
+    """AutoExecutor parameters for one node group: one task per GPU (Lightning's SLURM DDP)."""
+    params: dict = {
+        "name": job_name,
+        "nodes": slurm.nodes,
+        "gpus_per_node": slurm.gpus_per_node,
+        "tasks_per_node": max(1, slurm.gpus_per_node),
+        "cpus_per_task": slurm.cpus_per_task,
+        "timeout_min": slurm.timeout_min,
+        "slurm_array_parallelism": slurm.array_parallelism,
+        "slurm_signal_delay_s": 120,
+    }
+    if slurm.mem_gb:
+        params["mem_gb"] = slurm.mem_gb
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(slurm, key):
+            params[f"slurm_{key}"] = getattr(slurm, key)
+    if slurm.additional_parameters:
+        params["slurm_additional_parameters"] = dict(slurm.additional_parameters)
+    return params
+
+
+def make_executor(kind: str, folder: Path, slurm: SlurmSpec, job_name: str) -> submitit.Executor:
+    if kind == "submitit-local":
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=slurm.timeout_min)
+        return executor
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
+        raise UserInputError(
+            f"--launcher slurm needs a SLURM cluster ({exc}); here use --launcher local "
+            "or submitit-local"
+        ) from None
+    executor.update_parameters(**slurm_parameters(slurm, job_name))
+    return executor
+
+
+def launch_submitit(
+    jobs: Sequence[Job],
+    executor: submitit.Executor,
+    runner: Runner | None = None,
+    wait: bool = True,
+) -> SweepReport:
+    """Submit every job as one array (``executor.map_array``); optionally wait for them."""
+    rep = _report(jobs)
+    todo = [job for job in jobs if any(rep.before[t.name] != "complete" for t in job.tasks)]
+    if not todo:
+        return _finish(rep, jobs, [None] * len(jobs))
+    handles = executor.map_array(SubmititJob(runner), todo)
+    if not wait:
+        rep.submitted = [h.job_id for h in handles]
+        return rep
+    by_name: dict[str, dict | None] = {}
+    for job, handle in zip(todo, tqdm(handles, desc="sweep", unit="job", disable=len(todo) < 2)):
+        try:
+            by_name[job.pretrain.name] = handle.result()
+        except Exception as exc:  # the job crashed outside a run (e.g. killed); say where
+            with open(handle.paths.stderr.parent / "sweep-errors.log", "a") as log:
+                log.write(f"{job.pretrain.name}: {exc}\n")
+            by_name[job.pretrain.name] = None
+    return _finish(rep, jobs, [by_name.get(job.pretrain.name) for job in jobs])
+
+
+# ---------------------------------------------------------------------------------------------
+# W&B sweeps: export the grid, and map an agent's parameters back onto the planned runs
+
+ZIP_PARAM = "zip_index"
+
+
+def wandb_sweep_config(
+    spec: SweepSpec, spec_path: str, runs: Sequence[PlannedRun], extra_overrides: Sequence[str]
+) -> dict:
+    """A ``wandb sweep`` config: method grid over the spec's axes; the agent calls this verb.
+
+    Zipped axes move together, which a W&B grid cannot express, so they travel as one parameter
+    ``zip_index`` (the row of the zip lists). Each agent call runs one pretraining run and its
+    transfers: ``python -m experiments sweep <spec> <params as key=value> --from-wandb``.
+    """
+    clash = {o.split("=", 1)[0] for o in extra_overrides} & ({*spec.grid, "seed", ZIP_PARAM})
+    if clash:
+        raise UserInputError(f"overrides also swept by the spec: {', '.join(sorted(clash))}")
+    parameters: dict[str, dict] = {key: {"values": list(v)} for key, v in spec.grid.items()}
+    if spec.zip:
+        parameters[ZIP_PARAM] = {"values": sorted({r.zip_index for r in runs})}
+    parameters["seed"] = {"values": list(spec.seeds)}
+    command = ["${env}", "${interpreter}", "-m", "experiments", "sweep", str(spec_path)]
+    # argparse takes the positional key=value items only before the options
+    command += [*extra_overrides, "${args_no_hyphens}", "--from-wandb"]
+    return {
+        "name": spec.name,
+        "method": "grid",
+        "program": str(REPO_ROOT / "experiments" / "__main__.py"),
+        "command": command,
+        "parameters": parameters,
+        "description": f"{len(runs)} pretraining runs from {spec_path}"
+        + (f"; zip_index rows: {dict(spec.zip)}" if spec.zip else ""),
+    }
+
+
+def _canon(value: Any) -> str:
+    """Compare a value from the spec with W&B's text form of it (``str(value)``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(float(value))
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_canon(v) for v in value) + "]"
+    text = str(value).strip()
+    if text.lower() in ("true", "false"):
+        return text.lower()
+    try:
+        return repr(float(text))
+    except ValueError:
+        pass
+    if text.startswith("[") and text.endswith("]"):
+        return "[" + ",".join(_canon(v) for v in text[1:-1].split(",") if v.strip()) + "]"
+    return text
+
+
+def split_wandb_args(spec: SweepSpec, items: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Separate an agent's ``key=value`` items into sweep parameters and plain run overrides."""
+    swept = {*spec.grid, "seed", ZIP_PARAM}
+    params: dict[str, str] = {}
+    overrides: list[str] = []
+    for item in items:
+        if "=" not in item:
+            raise UserInputError(f"'{item}' must look like key=value")
+        key, value = item.lstrip("-").split("=", 1)
+        if key in swept:
+            params[key] = value
+        else:
+            overrides.append(item)
+    return params, overrides
+
+
+def select_run(spec: SweepSpec, runs: Sequence[PlannedRun], params: dict[str, Any]) -> PlannedRun:
+    """The planned run whose axes equal the W&B parameters (values compared as text)."""
+    expected = {*spec.grid, "seed"} | ({ZIP_PARAM} if spec.zip else set())
+    missing = expected - set(params)
+    if missing:
+        raise UserInputError(f"W&B parameters lack {', '.join(sorted(missing))}")
+    unknown = set(params) - expected
+    if unknown:
+        raise UserInputError(
+            f"W&B parameters {', '.join(sorted(unknown))} are not axes of sweep {spec.name}; "
+            f"axes: {', '.join(sorted(expected))}"
+        )
+    for run in runs:
+        if spec.zip and _canon(run.zip_index) != _canon(params[ZIP_PARAM]):
+            continue
+        if all(_canon(run.axes[k]) == _canon(params[k]) for k in (*spec.grid, "seed")):
+            return run
+    raise UserInputError(f"no run of sweep {spec.name} has the parameters {params}")
+
+
+def params_from_wandb_config() -> dict[str, Any]:
+    """The current W&B run's config (inside ``wandb agent`` when no key=value args came)."""
+    import wandb
+
+    run = wandb.init()
+    params = dict(run.config)
+    wandb.finish()
+    return params

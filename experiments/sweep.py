@@ -1,0 +1,174 @@
+"""`python -m experiments sweep <sweep.yaml> [key=value ...]`: expand a sweep and launch it.
+
+    --dry-run                 print every run (name, images seen) and its transfer runs
+    --launcher local          sequential, each run in a fresh subprocess (default)
+    --launcher submitit-local the submitit path, with its LocalExecutor (what tests use)
+    --launcher slurm          SLURM job array through submitit (settings: the spec's `slurm:`)
+    --launcher wandb-export   write a `wandb sweep` YAML whose agent calls `--from-wandb`
+    --from-wandb              run the one point named by a W&B agent's key=value parameters
+
+Extra key=value arguments are run-config overrides added to every run (e.g. the paper specs
+need `data.manifest=/path/to/manifest.jsonl`). Rerunning a sweep skips complete runs, resumes
+runs that have a checkpoint and reruns failed ones; it ends with done / resumed / failed counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from datamodules.errors import UserInputError
+from experiments import launchers
+from experiments.rundir import atomic_write_json, atomic_write_text
+from experiments.sweep_spec import PlannedRun, SweepSpec, expand, load_spec
+
+LAUNCHERS = ("local", "submitit-local", "slurm", "wandb-export")
+SWEEPS_SUBDIR = "_sweeps"  # under runs_dir: one JSON per launched sweep (read by results.py)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="sweep spec, e.g. configs/sweeps/scale_mini.yaml")
+    parser.add_argument("overrides", nargs="*", help="run-config overrides for every run (k=v)")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs, launch nothing")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    parser.add_argument("--runs-dir", default="", help="override the spec's / base's runs_dir")
+    parser.add_argument(
+        "--only", nargs="+", default=None, metavar="NAME", help="launch only these run names"
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="submitit: return after submitting (slurm default)"
+    )
+    parser.add_argument(
+        "--out",
+        default="",
+        help="wandb-export: YAML path (default <runs_dir>/_sweeps/<name>.wandb.yaml)",
+    )
+    parser.add_argument(
+        "--from-wandb",
+        action="store_true",
+        help="agent entry: key=value args (or wandb.config) select one point of the sweep",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# dry run
+
+
+def estimated_images_seen(run: PlannedRun) -> str:
+    """schedule.images_seen, or the paper's heuristic (lightning_modules.optim) on the
+    training-set size when that is known before preparation (an absolute data.scale, or a
+    fraction of a synthetic corpus)."""
+    cfg = run.config()
+    if cfg.schedule.images_seen > 0:
+        return f"{cfg.schedule.images_seen:,}"
+    if cfg.data.scale > 1:
+        num = int(cfg.data.scale)
+    elif cfg.data.source == "synthetic":
+        num = int(cfg.data.num_images * cfg.data.scale)
+    else:
+        return "heuristic (needs the prepared set's size)"
+    num = max(1, int(num * (1 - cfg.data.val_fraction)))
+    try:
+        from lightning_modules.optim import heuristic_images_seen
+    except ImportError:
+        return f"heuristic on ~{num:,} images (lightning_modules.optim not available)"
+    return f"~{heuristic_images_seen(num, cfg.schedule):,} (heuristic, ~{num:,} train images)"
+
+
+def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
+    print(f"sweep {spec.name}: {len(runs)} pretraining runs, ", end="")
+    print(f"{sum(len(r.transfers) for r in runs)} transfer runs, base {spec.base}")
+    width = max(len(r.name) for r in runs)
+    for i, run in enumerate(runs):
+        state = launchers.task_state(launchers.jobs_from_plan([run])[0].pretrain)
+        print(f"{i:>3}  {run.name:<{width}}  images_seen {estimated_images_seen(run)}  [{state}]")
+        for tr in run.transfers:
+            print(f"       -> {tr.name}  ({Path(tr.config).name} {' '.join(tr.overrides[:-4])})")
+
+
+# ---------------------------------------------------------------------------------------------
+# launching
+
+
+def write_manifest(spec: SweepSpec, spec_path: str, runs: list[PlannedRun]) -> Path:
+    """`<runs_dir>/_sweeps/<name>.json`: which runs this sweep made (the results index reads
+    it to say which sweep produced a row)."""
+    runs_dir = Path(runs[0].runs_dir)
+    path = runs_dir / SWEEPS_SUBDIR / f"{spec.name}.json"
+    manifest = {
+        "sweep": spec.name,
+        "spec": str(spec_path),
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "runs": [
+            {"name": r.name, "axes": r.axes, "transfers": [t.name for t in r.transfers]}
+            for r in runs
+        ],
+    }
+    atomic_write_json(path, manifest)
+    return path
+
+
+def launch(
+    spec: SweepSpec,
+    runs: list[PlannedRun],
+    launcher: str,
+    runner: launchers.Runner | None = None,
+    wait: bool = True,
+) -> launchers.SweepReport:
+    jobs = launchers.jobs_from_plan(runs)
+    if launcher == "local":
+        return launchers.launch_local(jobs, runner)
+    folder = Path(spec.slurm.log_dir or Path(runs[0].runs_dir) / SWEEPS_SUBDIR / spec.name)
+    executor = launchers.make_executor(launcher, folder / "submitit", spec.slurm, spec.name)
+    return launchers.launch_submitit(jobs, executor, runner, wait=wait)
+
+
+def slurm_overrides(spec: SweepSpec) -> list[str]:
+    """Make each run's trainer match the allocation (one task per GPU, Lightning's SLURM DDP)."""
+    s = spec.slurm
+    out = [f"trainer.devices={s.gpus_per_node}", f"trainer.num_nodes={s.nodes}"]
+    if s.gpus_per_node * s.nodes > 1:
+        out.append("trainer.strategy=ddp")
+    return out
+
+
+def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int:
+    spec = load_spec(args.spec)
+    extra = list(args.overrides)
+    params: dict = {}
+    if args.from_wandb:
+        params, extra = launchers.split_wandb_args(spec, extra)
+    if args.launcher == "slurm":
+        extra = [*slurm_overrides(spec), *extra]
+    runs = expand(spec, extra, runs_dir=args.runs_dir)
+    if args.from_wandb:
+        params = params or launchers.params_from_wandb_config()
+        runs = [launchers.select_run(spec, runs, params)]
+    if args.only:
+        unknown = set(args.only) - {r.name for r in runs}
+        if unknown:
+            raise UserInputError(f"--only: not runs of this sweep: {', '.join(sorted(unknown))}")
+        runs = [r for r in runs if r.name in args.only]
+    if args.dry_run:
+        print_plan(spec, runs)
+        return 0
+    if args.launcher == "wandb-export":
+        sweep_cfg = launchers.wandb_sweep_config(spec, args.spec, runs, list(args.overrides))
+        out = Path(args.out or Path(runs[0].runs_dir) / SWEEPS_SUBDIR / f"{spec.name}.wandb.yaml")
+        atomic_write_text(out, yaml.safe_dump(sweep_cfg, sort_keys=False))
+        print(f"wrote {out}: `wandb sweep {out}` then `wandb agent <sweep id>`")
+        return 0
+    write_manifest(spec, args.spec, runs)
+    wait = not args.no_wait and args.launcher != "slurm"
+    report = launch(spec, runs, args.launcher, runner, wait=wait)
+    print(f"sweep {spec.name}: " + "\n".join(report.lines()))
+    if report.after:
+        atomic_write_text(
+            Path(runs[0].runs_dir) / SWEEPS_SUBDIR / f"{spec.name}.status.json",
+            json.dumps({"before": report.before, "after": report.after}, indent=2) + "\n",
+        )
+    return 1 if report.failed() else 0
