@@ -1,0 +1,168 @@
+"""HashtagPretrainer: a ResNeXt trained to predict an image's hashtags (multi-label softmax).
+
+Batches follow the datamodule contract: ``(images uint8 [B,3,H,W], labels int32 [B,W])`` with
+labels padded by -1. Normalisation (ImageNet mean/std) happens here, on the device, and on a
+GPU the network runs channels_last under bf16 autocast (the Trainer's precision plugin),
+optionally through ``torch.compile``. Batch norm keeps per-device statistics (no SyncBN), as in
+the paper's 336-GPU runs.
+
+The whole run config is stored as a plain dict in ``hparams`` (with the vocabulary size and the
+hashtag names), so ``HashtagPretrainer.load_from_checkpoint(path)`` rebuilds the network and
+``experiments predict`` can name its outputs. The learning-rate schedule is derived from the
+number of training images and the global batch the Trainer actually runs with.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torchmetrics import MeanMetric
+
+from lightning_modules.backbones import build_resnext, normalize_images
+from lightning_modules.losses import get_loss
+from lightning_modules.metrics import HashtagPrecision, precision_hits
+from lightning_modules.optim import build_scheduler, build_sgd
+
+
+def global_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
+    """Images per optimizer step: per-device batch x devices x nodes x accumulation."""
+    return int(batch_size) * int(world_size) * int(accumulate)
+
+
+class HashtagPretrainer(L.LightningModule):
+    def __init__(
+        self,
+        config: dict,
+        vocab_size: int,
+        hashtags: list[str] | None = None,
+        num_train: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = OmegaConf.create(config)
+        self.net = build_resnext(self.cfg.model, vocab_size)
+        self.loss_fn = get_loss(self.cfg.model.loss)
+        self.val_loss = MeanMetric()
+        self.val_precision = HashtagPrecision((1, 5))
+        self.val_history: list[dict[str, float]] = []  # one entry per validation, survives resume
+        self.schedule: dict[str, Any] = {}
+        self.wall_s_before = 0.0  # training wall time of earlier (killed) attempts
+        self._start_time = time.time()
+        self._compiled = None
+
+    # ---------------------------------------------------------------- setup
+    @property
+    def channels_last(self) -> bool:
+        return bool(self.cfg.trainer.channels_last) and self.device.type == "cuda"
+
+    def on_fit_start(self) -> None:
+        self._start_time = time.time()
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.cfg.trainer.compile and self.device.type == "cuda" and self._compiled is None:
+            # kept outside the module tree so state-dict keys stay torchvision's
+            object.__setattr__(self, "_compiled", torch.compile(self.net))
+
+    def global_batch(self) -> int:
+        trainer = self.trainer
+        return global_batch_size(
+            self.cfg.data.batch_size, trainer.world_size, trainer.accumulate_grad_batches
+        )
+
+    def _num_train(self) -> int:
+        if self.hparams.num_train:
+            return int(self.hparams.num_train)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return int(getattr(datamodule, "num_train", 0) or 0)
+
+    def configure_optimizers(self):
+        global_batch = self.global_batch()
+        optimizer = build_sgd(self.net, self.cfg.optim, global_batch)
+        scheduler, self.schedule = build_scheduler(
+            optimizer,
+            self.cfg.schedule,
+            self.cfg.optim,
+            global_batch=global_batch,
+            num_train=self._num_train(),
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits [B, V] for uint8 images (normalised here) or already normalised floats."""
+        if images.dtype == torch.uint8:
+            images = normalize_images(images, channels_last=self.channels_last)
+        net = self._compiled if (self._compiled is not None and self.training) else self.net
+        return net(images)
+
+    def images_seen(self) -> int:
+        return int(self.trainer.global_step) * self.global_batch()
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, labels)
+        sums, count = precision_hits(logits.detach(), labels, (1, 5))
+        precision = sums / count.clamp(min=1)
+        batch_size = images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        self.log("train/precision_at_1", precision[0], batch_size=batch_size)
+        self.log("train/precision_at_5", precision[1], batch_size=batch_size)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=batch_size)
+        self.log("train/images_seen", float(self.images_seen()), batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, labels)
+        labelled = (labels >= 0).any(dim=1).sum()
+        self.val_loss.update(loss.detach(), weight=labelled.clamp(min=1))
+        self.val_precision.update(logits, labels)
+
+    def on_validation_epoch_end(self) -> None:
+        values = {"loss": self.val_loss.compute(), **self.val_precision.compute()}
+        self.val_loss.reset()
+        self.val_precision.reset()
+        self.log_dict({f"val/{k}": v for k, v in values.items()})
+        if self.trainer.sanity_checking or not self.trainer.training:
+            return
+        entry = {k: float(v) for k, v in values.items()}
+        entry["images_seen"] = self.images_seen()
+        entry["step"] = int(self.trainer.global_step)
+        self.val_history.append(entry)
+
+    # ---------------------------------------------------------------- checkpoints
+    def wall_s(self) -> float:
+        return self.wall_s_before + (time.time() - self._start_time)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["val_history"] = list(self.val_history)
+        checkpoint["wall_s"] = self.wall_s()
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))
+        self.wall_s_before = float(checkpoint.get("wall_s", 0.0))
+        self._start_time = time.time()
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])

@@ -1,0 +1,115 @@
+"""An in-memory LightningDataModule with HashtagDataModule's batch contract (tests only).
+
+Images carry a label-dependent signal (each hashtag has a colour pattern; an image mixes the
+patterns of its hashtags plus noise), so a tiny network learns them within a few hundred steps.
+Like the real datamodule, ``state_dict()`` holds the epoch and the number of training batches
+consumed, and a resumed loader skips exactly those: counting happens in
+``on_after_batch_transfer`` (the batch that reaches ``training_step``), not when the loader
+yields, because Lightning prefetches one batch ahead.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+
+
+def make_tagged_images(num: int, vocab_size: int, image_size: int, max_labels: int, seed: int):
+    """uint8 images [N,3,S,S] and int32 labels [N,max_labels] (-1 padded, 1..3 labels each)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(0, 255, size=(vocab_size, 3, 4, 4))
+    labels = np.full((num, max_labels), -1, dtype=np.int32)
+    images = np.empty((num, 3, image_size, image_size), dtype=np.uint8)
+    reps = image_size // 4
+    for i in range(num):
+        k = int(rng.integers(1, min(3, max_labels) + 1))
+        ids = np.sort(rng.choice(vocab_size, size=k, replace=False))
+        labels[i, :k] = ids
+        mix = patterns[ids].mean(axis=0)
+        img = np.kron(mix, np.ones((reps, reps))) + rng.normal(0, 20, (3, image_size, image_size))
+        images[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+class _EpochLoader:
+    """Iterates the datamodule's current epoch from its current position, in fixed batches."""
+
+    def __init__(self, dm: FakeHashtagDataModule):
+        self.dm = dm
+
+    def __len__(self) -> int:
+        return self.dm.batches_per_epoch
+
+    def __iter__(self):
+        dm = self.dm
+        order = torch.randperm(
+            dm.num_train, generator=torch.Generator().manual_seed(dm.seed * 1000 + dm.epoch)
+        )
+        bs = dm.batch_size
+        for b in range(dm.position, dm.batches_per_epoch):
+            idx = order[b * bs : (b + 1) * bs]
+            yield dm.train_images[idx], dm.train_labels[idx]
+
+
+class _ValLoader:
+    def __init__(self, dm: FakeHashtagDataModule):
+        self.dm = dm
+
+    def __len__(self) -> int:
+        return -(-len(self.dm.val_images) // self.dm.batch_size)
+
+    def __iter__(self):
+        bs = self.dm.batch_size
+        for i in range(0, len(self.dm.val_images), bs):
+            yield self.dm.val_images[i : i + bs], self.dm.val_labels[i : i + bs]
+
+
+class FakeHashtagDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        *,
+        vocab_size=16,
+        num_train=512,
+        num_val=128,
+        image_size=16,
+        batch_size=32,
+        max_labels=4,
+        seed=0,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.num_train = num_train
+        self.batch_size = batch_size
+        self.seed = seed
+        self.hashtags = [f"tag{i}" for i in range(vocab_size)]
+        images, labels = make_tagged_images(
+            num_train + num_val, vocab_size, image_size, max_labels, seed
+        )
+        self.train_images, self.train_labels = images[:num_train], labels[:num_train]
+        self.val_images, self.val_labels = images[num_train:], labels[num_train:]
+        self.hashtag_counts = torch.bincount(
+            self.train_labels[self.train_labels >= 0].long(), minlength=vocab_size
+        ).tolist()
+        self.batches_per_epoch = num_train // batch_size  # drop_last
+        self.epoch = 0
+        self.position = 0
+
+    def train_dataloader(self):
+        return _EpochLoader(self)
+
+    def val_dataloader(self):
+        return _ValLoader(self)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.trainer is not None and self.trainer.training:
+            self.position += 1
+            if self.position >= self.batches_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+        return batch
+
+    def state_dict(self):
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state):
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
