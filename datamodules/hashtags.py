@@ -125,16 +125,16 @@ class Vocabulary:
         if isinstance(tags, str):
             raise TypeError("label() takes a list of tags; use extract_hashtags() on a caption")
         cache = self._cache
-        ids = set()
-        for tag in tags:
+        out = []
+        for tag in tags:  # the hot loop: one dict lookup per tag once a spelling was seen
             i = cache.get(tag)
             if i is None:
                 i = self._index.get(normalize(tag), -1)
                 if len(cache) < _RAW_CACHE_LIMIT:
                     cache[tag] = i
             if i >= 0:
-                ids.add(i)
-        return sorted(ids)
+                out.append(i)
+        return sorted(set(out)) if len(out) > 1 else out
 
     # ---- vocab.tsv ---------------------------------------------------------------------------
     def to_tsv(self) -> str:
