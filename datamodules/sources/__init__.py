@@ -1,0 +1,74 @@
+"""Record sources: tagged images for pretraining, and labelled targets for transfer.
+
+``open_source(data_cfg, shard, num_shards)`` returns the pretraining pool of ``data_cfg.source``
+(``openclipart``: the non-held-out images; ``synthetic``: a lazy corpus of ``num_images``;
+``manifest``: the user's file) as an indexable, sized sequence of :class:`TaggedImage`.
+``load_target(name, ...)`` returns a :class:`TargetDataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from datamodules.errors import UserInputError
+from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
+from datamodules.sources.targets import TARGETS, TargetDataset, load_target
+
+if TYPE_CHECKING:
+    from experiments.config import DataConfig
+
+SOURCES = ("openclipart", "synthetic", "manifest")
+# The synthetic corpus is a dataset, not a run: runs with different `seed` values (init,
+# sampling) see the same images. Target tasks use other random streams (no overlap).
+SYNTHETIC_CORPUS_SEED = 0
+
+
+def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Sequence[TaggedImage]:
+    """The pretraining records of ``data_cfg.source`` for shard ``shard`` of ``num_shards``.
+
+    Shards are disjoint and together cover the corpus: by a stable hash of the source id
+    (OpenClipart, manifest) or by index modulo ``num_shards`` (synthetic, never enumerated).
+    """
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise UserInputError(f"shard {shard} of {num_shards}: need 0 <= shard < num_shards")
+    source = data_cfg.source
+    if source == "openclipart":
+        from datamodules.sources.openclipart import load_records
+
+        return load_records(
+            data_cfg.cache_dir,
+            int(data_cfg.image_size),
+            heldout=False,
+            holdout_fraction=float(data_cfg.holdout_fraction),
+            shard=shard,
+            num_shards=num_shards,
+        )
+    if source == "synthetic":
+        from datamodules.sources.synthetic import SyntheticCorpus, get_world
+
+        world = get_world(
+            int(data_cfg.synthetic_concepts),
+            float(data_cfg.zipf_exponent),
+            int(data_cfg.image_size),
+        )
+        return SyntheticCorpus(
+            world, SYNTHETIC_CORPUS_SEED, int(data_cfg.num_images), shard, num_shards
+        )
+    if source == "manifest":
+        from datamodules.sources.manifest import open_manifest
+
+        return open_manifest(data_cfg.manifest, shard, num_shards)
+    raise UserInputError(f"unknown data.source '{source}'; choose one of {', '.join(SOURCES)}")
+
+
+__all__ = [
+    "CorruptImage",
+    "TaggedImage",
+    "TargetDataset",
+    "TARGETS",
+    "SOURCES",
+    "load_rgb",
+    "load_target",
+    "open_source",
+]
