@@ -67,8 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop tags whose category entropy is >= this fraction of the maximum (0 = off)",
     )
     look = parser.add_argument_group("lookup")
-    look.add_argument("--vocab", choices=VOCABS, default=None, help="default: data.vocab")
-    look.add_argument("--ambiguity", choices=AMBIGUITY_RULES, default=None)
+    look.add_argument(
+        "--vocab", choices=VOCABS, default=None, help="default: data.vocab's default (wordnet)"
+    )
+    look.add_argument(
+        "--ambiguity",
+        choices=AMBIGUITY_RULES,
+        default=None,
+        help="a tag with several noun senses: first sense in the vocabulary, or drop",
+    )
     look.add_argument("--vocab-file", default="", help="also give each tag's id in this vocab.tsv")
     # options may come between the positionals (`lookup --vocab in1k crane bear`): argparse
     # only allows that with intermixed parsing, and __main__ calls parser.parse_args
@@ -109,15 +116,24 @@ def read_tags_file(path: str | Path) -> tuple[list[list[str]], list[str | None]]
 
 
 def read_source(data_cfg: DataConfig) -> tuple[list[list[str]], list[str | None]]:
-    """Per-image normalized tags and categories of the configured source's records."""
+    """Per-image normalized tags and categories of the configured source's records.
+
+    A source that offers ``tags(i)`` (the synthetic world: tags without rendering pixels) is
+    read through it; otherwise each record's ``tags`` and ``category`` are used.
+    """
     from datamodules.sources import open_source
 
     records = open_source(data_cfg)
+    tags_only = getattr(records, "tags", None)
     tag_lists, categories = [], []
     for i in tqdm(range(len(records)), desc=f"reading {data_cfg.source} tags", unit="img"):
-        rec = records[i]
-        tag_lists.append(image_tags(rec.tags))
-        categories.append(rec.category)
+        if callable(tags_only):
+            tag_lists.append(image_tags(tags_only(i)))
+            categories.append(None)
+        else:
+            rec = records[i]
+            tag_lists.append(image_tags(rec.tags))
+            categories.append(rec.category)
     return tag_lists, categories
 
 

@@ -105,3 +105,35 @@ def test_lookup_as_a_subprocess():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Tinca_tinca  ->  tincatinca  =>  #tench  n01440764")
+
+
+class _TagsOnlyCorpus:
+    """Stands in for a lazy source: tags(i) works, rendering (records[i]) must not happen."""
+
+    def __init__(self, tag_lists):
+        self.tag_lists = tag_lists
+
+    def __len__(self):
+        return len(self.tag_lists)
+
+    def __getitem__(self, i):
+        raise AssertionError("the vocab verb must not render images")
+
+    def tags(self, i):
+        return tuple(self.tag_lists[i])
+
+
+def test_build_from_the_configured_source_reads_tags_only(tmp_path, monkeypatch, capsys):
+    import datamodules.sources
+
+    corpus = _TagsOnlyCorpus([["tench", "#Tinca_tinca"], ["brown_bear"], ["tench"], ["qwzx"]])
+    monkeypatch.setattr(datamodules.sources, "open_source", lambda cfg: corpus, raising=False)
+    out = tmp_path / "v"
+    args = ["data.source=synthetic", "data.min_count=1", "data.max_tag_share=0"]
+    assert main(["vocab", IN1K, *args, "--out", str(out)]) == 0
+    assert "labelled images: 3 (unlabelled, dropped: 1)" in capsys.readouterr().out
+    assert (out / "vocab.tsv").read_text().splitlines()[1:] == [
+        "0\ttench\tn01440764\ttench,tincatinca\t3",
+        "1\tbrownbear\tn02132136\tbrownbear,bruin,ursusarctos\t1",
+    ]
+    assert json.loads((out / "vocab_report.json").read_text())["source"] == "synthetic"
