@@ -1,0 +1,160 @@
+"""The results index: every ``runs/*/metrics.json`` in one tidy table (pandas).
+
+One row per transfer run, joined to the pretraining run it started from
+(``transfer.pretrain_run == pretrain.name``), with the pretraining axes as columns; a
+pretraining run without transfers is one row with empty transfer columns; a random-init (or
+weights-file) transfer is its own row with empty pretraining columns. Run directories are the
+only source of truth: nothing is read from anywhere else, except which sweep launched a run
+(``<runs_dir>/_sweeps/<sweep>.json``, written by the sweep verb) for the ``sweeps`` column.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.rundir import METRICS_FILE, read_json
+
+AXES = [
+    "source",
+    "images",
+    "scale",
+    "vocab",
+    "vocab_size",
+    "sampling",
+    "sampling_combine",
+    "label_noise",
+    "model",
+    "width_per_group",
+    "loss",
+    "seed",
+]
+PRETRAIN_COLUMNS = ["pretrain_run", *AXES, "images_seen", "pt_loss", "pt_p1", "pt_p5", "pt_wall_s"]
+TRANSFER_COLUMNS = [
+    "transfer_run",
+    "init",
+    "target",
+    "protocol",
+    "features",
+    "top1",
+    "top5",
+    "top1_std",
+    "top5_std",
+    "folds",
+    "num_classes",
+    "transfer_seed",
+    "transfer_wall_s",
+]
+COLUMNS = [*PRETRAIN_COLUMNS, *TRANSFER_COLUMNS, "sweeps"]
+
+
+def read_runs(runs_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """Complete metrics of every run under runs_dir, and the names of the incomplete ones."""
+    complete, incomplete = [], []
+    for path in sorted(Path(runs_dir).glob(f"*/{METRICS_FILE}")):
+        try:
+            metrics = read_json(path)
+        except (json.JSONDecodeError, OSError):
+            incomplete.append(path.parent.name)
+            continue
+        if metrics.get("status") == "complete" and metrics.get("kind") in ("pretrain", "transfer"):
+            metrics.setdefault("name", path.parent.name)
+            complete.append(metrics)
+        else:
+            incomplete.append(path.parent.name)
+    return complete, incomplete
+
+
+def sweep_membership(runs_dir: str | Path) -> dict[str, list[str]]:
+    """run name -> the sweeps that planned it (pretraining and transfer names)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(runs_dir).glob("_sweeps/*.json")):
+        if path.name.endswith(".status.json"):
+            continue
+        try:
+            manifest = read_json(path)
+        except (json.JSONDecodeError, OSError):
+            continue
+        for run in manifest.get("runs", []):
+            for name in [run.get("name", ""), *run.get("transfers", [])]:
+                out.setdefault(name, []).append(manifest.get("sweep", path.stem))
+    return out
+
+
+def _pretrain_row(m: dict) -> dict:
+    axes = m.get("axes", {})
+    final = m.get("final", {}) or {}
+    return {
+        "pretrain_run": m["name"],
+        **{k: axes.get(k) for k in AXES},
+        "images_seen": m.get("images_seen"),
+        "pt_loss": final.get("loss"),
+        "pt_p1": final.get("precision_at_1"),
+        "pt_p5": final.get("precision_at_5"),
+        "pt_wall_s": m.get("wall_s"),
+    }
+
+
+def _transfer_row(m: dict) -> dict:
+    return {
+        "transfer_run": m["name"],
+        "init": m.get("init") or ("hashtag" if m.get("pretrain_run") else "random"),
+        "target": m.get("target"),
+        "protocol": m.get("protocol"),
+        "features": m.get("features"),
+        "top1": m.get("top1"),
+        "top5": m.get("top5"),
+        "top1_std": m.get("top1_std"),
+        "top5_std": m.get("top5_std"),
+        "folds": m.get("folds"),
+        "num_classes": m.get("num_classes"),
+        "transfer_seed": m.get("seed"),
+        "transfer_wall_s": m.get("wall_s"),
+    }
+
+
+def build_index(runs_dir: str | Path) -> pd.DataFrame:
+    """The tidy results table (columns :data:`COLUMNS`), one row per transfer or lone pretrain."""
+    runs, _ = read_runs(runs_dir)
+    sweeps = sweep_membership(runs_dir)
+    pretrains = {m["name"]: m for m in runs if m["kind"] == "pretrain"}
+    used: set[str] = set()
+    rows = []
+    for m in (m for m in runs if m["kind"] == "transfer"):
+        row = _transfer_row(m)
+        parent = m.get("pretrain_run") or ""
+        if parent in pretrains:
+            row.update(_pretrain_row(pretrains[parent]))
+            used.add(parent)
+        elif parent:  # pretraining run not under this runs_dir: its axes travel in the transfer
+            row.update(_pretrain_row({"name": parent, "axes": m.get("pretrain_axes") or {}}))
+        else:  # random init: the row's seed is the transfer's
+            row["seed"] = m.get("seed")
+        names = sweeps.get(m["name"], []) or sweeps.get(parent, [])
+        row["sweeps"] = ",".join(sorted(set(names)))
+        rows.append(row)
+    for name, m in pretrains.items():
+        if name not in used:
+            rows.append({**_pretrain_row(m), "sweeps": ",".join(sorted(set(sweeps.get(name, []))))})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(
+        ["pretrain_run", "transfer_run"], na_position="first", kind="stable"
+    ).reset_index(drop=True)
+
+
+def write_index(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
+    """results.csv and results.parquet in out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, parquet = out / "results.csv", out / "results.parquet"
+    df.to_csv(csv, index=False)
+    # object columns mix None and values: parquet wants one type per column
+    df.convert_dtypes().to_parquet(parquet, index=False)
+    return csv, parquet
+
+
+def in_sweep(df: pd.DataFrame, sweep: str) -> pd.Series:
+    """Rows that a given sweep planned (the ``sweeps`` column is comma-separated)."""
+    return df["sweeps"].fillna("").str.split(",").apply(lambda names: sweep in names)
