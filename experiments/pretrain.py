@@ -52,20 +52,10 @@ def default_run_name(cfg: RunConfig) -> str:
 
 def axes(cfg: RunConfig, datamodule: Any) -> dict:
     """The paper's axes of a pretraining run, as metrics.json records them."""
-    return {
-        "source": cfg.data.source,
-        "images": int(getattr(datamodule, "num_train", 0) or 0),
-        "scale": cfg.data.scale,
-        "vocab": cfg.data.vocab,
-        "vocab_size": int(datamodule.vocab_size),
-        "sampling": cfg.data.sampling,
-        "sampling_combine": cfg.data.sampling_combine,
-        "label_noise": cfg.data.label_noise,
-        "model": cfg.model.name,
-        "width_per_group": cfg.model.width_per_group,
-        "loss": cfg.model.loss,
-        "seed": cfg.seed,
-    }
+    from lightning_modules.checkpoints import axes_from_config
+
+    images = int(getattr(datamodule, "num_train", 0) or 0)
+    return axes_from_config(to_dict(cfg), int(datamodule.vocab_size), images)
 
 
 def _make_datamodule(cfg: RunConfig):

@@ -35,6 +35,17 @@ def global_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
     return int(batch_size) * int(world_size) * int(accumulate)
 
 
+def _numpy_state_to_safe(state: tuple) -> tuple:
+    """numpy's RNG state with the key array as a tensor (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
+def _numpy_state_from_safe(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
 class HashtagPretrainer(L.LightningModule):
     def __init__(
         self,
@@ -150,7 +161,7 @@ class HashtagPretrainer(L.LightningModule):
         checkpoint["wall_s"] = self.wall_s()
         checkpoint["rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_state_to_safe(np.random.get_state()),
             "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
@@ -162,7 +173,7 @@ class HashtagPretrainer(L.LightningModule):
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
+            np.random.set_state(_numpy_state_from_safe(rng["numpy"]))
             random.setstate(rng["python"])
             if rng["cuda"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(rng["cuda"])

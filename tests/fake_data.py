@@ -113,3 +113,46 @@ class FakeHashtagDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state):
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def tiny_overrides(runs_dir, name: str, images_seen: int = 3200, every: int = 20) -> list[str]:
+    """Overrides for a seconds-long CPU pretraining run on :class:`FakeHashtagDataModule`."""
+    return [
+        f"runs_dir={runs_dir}",
+        f"name={name}",
+        "logging.wandb=false",
+        "model.layers=[1,1,1,1]",
+        "model.groups=2",
+        "model.width_per_group=4",
+        "model.stem_width=8",
+        "data.batch_size=32",
+        f"schedule.images_seen={images_seen}",
+        "schedule.warmup_images=320",
+        f"trainer.checkpoint_every_n_steps={every}",
+        "trainer.accelerator=cpu",
+        "trainer.deterministic=true",
+        "optim.base_lr=0.4",
+    ]
+
+
+def fake_datamodule(seed: int = 0) -> FakeHashtagDataModule:
+    return FakeHashtagDataModule(
+        vocab_size=16, num_train=512, num_val=128, image_size=8, batch_size=32, seed=seed
+    )
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.fake_data RUNS_DIR NAME IMAGES [override ...]``: one tiny pretraining run."""
+    torch.set_num_threads(1)
+    from experiments.config import load_config
+    from experiments.pretrain import run_pretrain
+
+    runs_dir, name, images = argv[0], argv[1], int(argv[2])
+    cfg = load_config(None, [*tiny_overrides(runs_dir, name, images), *argv[3:]])
+    run_pretrain(cfg, fake_datamodule(cfg.seed))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
