@@ -102,7 +102,7 @@ class DataConfig:
     min_count: int = 3  # a hashtag must occur at least this often in the corpus
     ambiguity: str = "first_sense"  # first_sense | drop: a hashtag naming several synsets
     stop_tags: list[str] = field(default_factory=lambda: list(DEFAULT_STOP_TAGS))
-    max_tag_share: float = 0.1  # automatic noise criterion: tags on more images are dropped
+    max_tag_share: float = 0.25  # automatic noise criterion: tags on a larger share of images are dropped
     drop_category_names: bool = True  # openclipart: folder names are not user tags
     max_labels: int = 8  # label width in the .beton (padded with -1; beyond it dropped)
     # --- dedup, scale, shards -----------------------------------------------------------------
