@@ -61,10 +61,17 @@ FASHION_MNIST_CLASSES = (
 
 
 class LabelledImages(Sequence):
-    """A lazy split: item ``i`` is ``(load(i), labels[i])``; ``labels`` is readable directly."""
+    """A lazy split: item ``i`` is ``(load(i), labels[i])``; ``labels`` is readable directly, and
+    ``ids`` (file paths, where the split has files) names each item."""
 
-    def __init__(self, labels: Sequence[int], load: Callable[[int], np.ndarray]):
+    def __init__(
+        self,
+        labels: Sequence[int],
+        load: Callable[[int], np.ndarray],
+        ids: Sequence[str] | None = None,
+    ):
         self.labels = np.asarray(labels, dtype=np.int64)
+        self.ids = ids
         self._load = load
 
     def __len__(self) -> int:
@@ -122,7 +129,7 @@ def _file_split(
     def load(i: int) -> np.ndarray:
         return load_rgb(TaggedImage(chosen[i], (), None, chosen[i]), size)
 
-    return LabelledImages(labels[keep], load)
+    return LabelledImages(labels[keep], load, chosen)
 
 
 # --- imagefolder ---------------------------------------------------------------------------------
