@@ -311,7 +311,11 @@ ZIP_PARAM = "zip_index"
 
 
 def wandb_sweep_config(
-    spec: SweepSpec, spec_path: str, runs: Sequence[PlannedRun], extra_overrides: Sequence[str]
+    spec: SweepSpec,
+    spec_path: str,
+    runs: Sequence[PlannedRun],
+    extra_overrides: Sequence[str],
+    transfer_overrides: Sequence[str] = (),
 ) -> dict:
     """A ``wandb sweep`` config: method grid over the spec's axes; the agent calls this verb.
 
@@ -329,6 +333,8 @@ def wandb_sweep_config(
     command = ["${env}", "${interpreter}", "-m", "experiments", "sweep", str(spec_path)]
     # argparse takes the positional key=value items only before the options
     command += [*extra_overrides, "${args_no_hyphens}", "--from-wandb"]
+    if transfer_overrides:
+        command += ["--transfer-set", *transfer_overrides]
     return {
         "name": spec.name,
         "method": "grid",

@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="wandb-export: YAML path (default <runs_dir>/_sweeps/<name>.wandb.yaml)",
     )
     parser.add_argument(
+        "--transfer-set",
+        nargs="+",
+        default=[],
+        metavar="K=V",
+        help="overrides for every transfer run (e.g. transfer.target_root=/data/imagenet)",
+    )
+    parser.add_argument(
         "--from-wandb",
         action="store_true",
         help="agent entry: key=value args (or wandb.config) select one point of the sweep",
@@ -87,7 +94,8 @@ def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
         state = launchers.task_state(launchers.jobs_from_plan([run])[0].pretrain)
         print(f"{i:>3}  {run.name:<{width}}  images_seen {estimated_images_seen(run)}  [{state}]")
         for tr in run.transfers:
-            print(f"       -> {tr.name}  ({Path(tr.config).name} {' '.join(tr.overrides[:-4])})")
+            shown = [o for o in tr.overrides if not o.startswith(("name=", "runs_dir="))]
+            print(f"       -> {tr.name}  ({Path(tr.config).name} {' '.join(shown)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +152,7 @@ def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int
         params, extra = launchers.split_wandb_args(spec, extra)
     if args.launcher == "slurm":
         extra = [*slurm_overrides(spec), *extra]
-    runs = expand(spec, extra, runs_dir=args.runs_dir)
+    runs = expand(spec, extra, runs_dir=args.runs_dir, transfer_overrides=args.transfer_set)
     if args.from_wandb:
         params = params or launchers.params_from_wandb_config()
         runs = [launchers.select_run(spec, runs, params)]
@@ -157,7 +165,9 @@ def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int
         print_plan(spec, runs)
         return 0
     if args.launcher == "wandb-export":
-        sweep_cfg = launchers.wandb_sweep_config(spec, args.spec, runs, list(args.overrides))
+        sweep_cfg = launchers.wandb_sweep_config(
+            spec, args.spec, runs, list(args.overrides), args.transfer_set
+        )
         out = Path(args.out or Path(runs[0].runs_dir) / SWEEPS_SUBDIR / f"{spec.name}.wandb.yaml")
         atomic_write_text(out, yaml.safe_dump(sweep_cfg, sort_keys=False))
         print(f"wrote {out}: `wandb sweep {out}` then `wandb agent <sweep id>`")

@@ -260,6 +260,8 @@ def run_name(spec: SweepSpec, cfg: RunConfig, swept: list[str]) -> str:
         keys.append(key)
         covered.add(key)
         zip_covered = zip_covered or key in zip_keys
+    if "seed" in keys:  # the seed reads best last
+        keys = [k for k in keys if k != "seed"] + ["seed"]
     values = {key: _lookup(cfg, key) for key in set(keys) | set(VOCAB_KEYS) if key}
     tokens: list[str] = []
     for key in keys:
@@ -303,9 +305,15 @@ def points(spec: SweepSpec) -> list[tuple[dict[str, Any], int | None]]:
 
 
 def expand(
-    spec: SweepSpec, extra_overrides: list[str] | tuple[str, ...] = (), runs_dir: str = ""
+    spec: SweepSpec,
+    extra_overrides: list[str] | tuple[str, ...] = (),
+    runs_dir: str = "",
+    transfer_overrides: list[str] | tuple[str, ...] = (),
 ) -> list[PlannedRun]:
-    """All runs of the spec. Loads each run config once, so a bad key fails here, not later."""
+    """All runs of the spec. Loads each run config once, so a bad key fails here, not later.
+
+    ``extra_overrides`` go to every pretraining run, ``transfer_overrides`` to every transfer.
+    """
     swept = [*spec.zip, *spec.grid, "seed"]
     runs: list[PlannedRun] = []
     for axes, zi in points(spec):
@@ -324,6 +332,7 @@ def expand(
                     config=tr.config,
                     overrides=(
                         *tr.overrides,
+                        *transfer_overrides,
                         f"seed={axes['seed']}",
                         f"pretrained={Path(out_dir) / name}",
                         f"name={tname}",

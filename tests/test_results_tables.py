@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from experiments import findings, results, tables
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.rundir import RunDir, atomic_write_json
 
 SCALES = [1000.0, 10000.0, 100000.0]
@@ -251,3 +252,18 @@ def test_empty_runs_dir_gives_dashes(tmp_path):
     assert t.cells == []
     f = findings.findings_table(df)
     assert set(f["measured"]) == {"not run"}
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS_DIR / "tables").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_shipped_tables_configs_run(path, runs, tmp_path):
+    cfg = load_config(
+        path, [f"runs_dir={runs}", f"output_dir={tmp_path / 'out'}"], schema=tables.TablesConfig
+    )
+    written = tables.build_all(cfg)
+    assert len(written["tables"]) == 3 * len(cfg.tables)
+    # only the fixture's scale_vocab_mini runs belong to a shipped sweep; other tables stay empty
+    for spec in cfg.tables:
+        stats = pd.read_csv(tmp_path / "out" / f"{spec.name}.csv")
+        assert stats["n"].sum() == (11 if spec.sweep == "scale_vocab_mini" else 0)
