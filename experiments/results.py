@@ -157,4 +157,5 @@ def write_index(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
 
 def in_sweep(df: pd.DataFrame, sweep: str) -> pd.Series:
     """Rows that a given sweep planned (the ``sweeps`` column is comma-separated)."""
-    return df["sweeps"].fillna("").str.split(",").apply(lambda names: sweep in names)
+    names = df["sweeps"].fillna("").astype(str).str.split(",")
+    return pd.Series([sweep in n for n in names], index=df.index, dtype=bool)

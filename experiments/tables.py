@@ -87,7 +87,7 @@ class TablesConfig:
 def select(df: pd.DataFrame, sel: Selection) -> pd.DataFrame:
     out = df
     if sel.sweep:
-        out = out[results.in_sweep(out, sel.sweep)]
+        out = out.loc[results.in_sweep(out, sel.sweep)]
     for col, want in sel.where.items():
         if col not in out.columns:
             raise UserInputError(f"where: unknown column '{col}'; columns: {', '.join(df.columns)}")

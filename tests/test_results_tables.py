@@ -248,7 +248,7 @@ def test_findings_measure_the_planted_effects(runs):
 def test_empty_runs_dir_gives_dashes(tmp_path):
     df = results.build_index(tmp_path / "nothing")
     assert df.empty and list(df.columns) == results.COLUMNS
-    t = tables.build_table(df, tables.TableSpec(name="t"))
+    t = tables.build_table(df, tables.TableSpec(name="t", sweep="scale_mini"))
     assert t.cells == []
     f = findings.findings_table(df)
     assert set(f["measured"]) == {"not run"}
