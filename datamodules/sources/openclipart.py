@@ -17,12 +17,15 @@ pretraining (``heldout=False``) excludes exactly the images the ``openclipart`` 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import html
 import io
+import json
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import time
 from collections import Counter
@@ -183,11 +186,24 @@ def build_cache(
         raise UserInputError(f"data.image_size={size} is too small for rasterizing (use >= 8)")
     src = svg_root(root).resolve()
     out_dir = cache_path(cache_dir, size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: parallel prepare shards wait here, then reuse the finished cache
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_locked(src, out_dir, size, workers, timeout_s, progress)
+
+
+def _build_locked(
+    src: Path, out_dir: Path, size: int, workers: int | None, timeout_s: float, progress: bool
+) -> dict:
     index_file = out_dir / "index.json"
     if index_file.is_file():
         index = _read_json(index_file)
         if index.get("version") == CACHE_VERSION and index.get("svg_root") == str(src):
             return index
+        # built from other SVGs or by another version: its PNGs must not be reused
+        shutil.rmtree(out_dir / "png", ignore_errors=True)
+        index_file.unlink()
     rels = _list_svgs(src)
     tasks = [
         (rel, str(src / rel), str(out_dir / "png" / (rel[:-4] + ".png")), size, timeout_s)
@@ -243,8 +259,6 @@ def build_cache(
 
 
 def _read_json(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text(encoding="utf-8"))
 
 
