@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         prog=f"python -m experiments {verb}", description=VERBS[verb][1]
     )
     module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    try:  # options may sit between positionals: `sweep spec.yaml --dry-run seed=1`
+        args = parser.parse_intermixed_args(rest)
+    except TypeError:  # argparse cannot intermix with sub-commands (bench)
+        args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
     except UserInputError as exc:

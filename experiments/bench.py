@@ -16,6 +16,7 @@ from experiments.rundir import atomic_write_json
 
 BENCHMARKS = {
     "vocab": "labelling 10M tag records with a vocabulary (records/s)",
+    "sources": "synthetic world rendering and tag sampling (images/s)",
     "write": "writing .beton shards (images/s)",
     "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit",
     "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",

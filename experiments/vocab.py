@@ -77,9 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a tag with several noun senses: first sense in the vocabulary, or drop",
     )
     look.add_argument("--vocab-file", default="", help="also give each tag's id in this vocab.tsv")
-    # options may come between the positionals (`lookup --vocab in1k crane bear`): argparse
-    # only allows that with intermixed parsing, and __main__ calls parser.parse_args
-    parser.parse_args = parser.parse_intermixed_args
 
 
 def run(args: argparse.Namespace) -> int:
