@@ -1,0 +1,375 @@
+"""`python -m experiments transfer <config> pretrained=<run dir | .ckpt | weights file> [k=v ...]`
+
+Transfers a network to a target task and writes ``runs/<name>/metrics.json``:
+
+* ``transfer.protocol=linear``: frozen features (``transfer.features``: ``last`` = penultimate
+  layer, ``all`` = every stage pooled) of the target's train and val images, extracted once and
+  cached under ``<data.cache_dir>/features/``; multinomial logistic regression with its L2
+  strength chosen by inner cross-validation on train (``transfer.l2_grid``, extended by a
+  decade while the choice sits at an edge); top-1/top-5 on val, or with ``transfer.folds > 1``
+  the mean and spread over stratified folds of train+val pooled.
+* ``transfer.protocol=finetune``: the whole network with a new head (:class:`FineTuner`).
+
+``transfer.pretrained=""`` transfers a seeded random network (the baseline; make it strong with
+``transfer.features=all transfer.bn_recalibrate=true``). Target images are the same for every
+seed and every network (the target is loaded with seed ``TARGET_SEED``); ``seed`` drives random
+init, the probe's folds, and fine-tuning.
+
+The default run name is ``{pretraining run | weights file stem | random-<model>}__{protocol}-
+{target}[-{features}][-bnrecal][-k{folds}]_seed-{seed}``. A run whose metrics.json is complete
+is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from datamodules.errors import UserInputError
+from experiments.cli import add_config_arguments, config_from_args
+from experiments.config import RunConfig
+from experiments.rundir import RunDir, atomic_write_bytes
+
+PROTOCOLS = ("linear", "finetune")
+FEATURE_KINDS = ("last", "all")
+TARGET_SEED = 0  # every seed and every network is evaluated on the same target images
+FEATURE_CACHE_VERSION = 1
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    """``{weights}__{protocol}-{target}[-{features}][-bnrecal][-k{folds}]_seed-{seed}``."""
+    from lightning_modules.transfer import pretrained_label
+
+    t = cfg.transfer
+    weights = pretrained_label(t.pretrained) or f"random-{cfg.model.name}"
+    parts = [t.protocol, t.target]
+    if t.protocol == "linear":
+        parts.append(t.features)
+        if t.folds > 1:
+            parts.append(f"k{t.folds}")
+    if t.bn_recalibrate:
+        parts.append("bnrecal")
+    return f"{weights}__{'-'.join(parts)}_seed-{cfg.seed}"
+
+
+def _check_config(cfg: RunConfig) -> None:
+    t = cfg.transfer
+    if t.protocol not in PROTOCOLS:
+        raise UserInputError(f"transfer.protocol={t.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if t.features not in FEATURE_KINDS:
+        raise UserInputError(
+            f"transfer.features={t.features!r}: use one of {', '.join(FEATURE_KINDS)}"
+        )
+    if t.folds < 0 or t.folds == 1:
+        raise UserInputError(
+            f"transfer.folds={t.folds}: use 0 (the target's own train/val split) or k >= 2"
+        )
+    if t.protocol == "finetune" and t.folds > 1:
+        raise UserInputError("transfer.folds > 1 applies to protocol=linear only")
+    if t.images_seen < 1 or t.batch_size < 1:
+        raise UserInputError("transfer.images_seen and transfer.batch_size must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# linear probe
+
+
+def _feature_cache_path(cfg: RunConfig, backbone, files) -> Path:
+    t = cfg.transfer
+    seeded = backbone.init == "random" or t.bn_recalibrate  # the seed changes these features
+    key = {
+        "weights": backbone.identity,
+        "target": files.dir.name,
+        "resolution": t.resolution,
+        "features": t.features,
+        "bn_recalibrate": t.bn_recalibrate,
+        "seed": cfg.seed if seeded else None,
+        "version": FEATURE_CACHE_VERSION,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cfg.data.cache_dir) / "features" / f"{files.dir.name}-{t.features}-{digest}.npz"
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
+    """Train/val features and labels of the target, from the cache or computed and cached."""
+    from datamodules.transfer import TargetDataModule
+    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
+
+    path = _feature_cache_path(cfg, backbone, files)
+    if path.is_file():
+        with np.load(path) as npz:
+            return {k: npz[k] for k in npz.files}
+    t = cfg.transfer
+    dm = TargetDataModule(
+        files,
+        resolution=t.resolution,
+        batch_size=t.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+    )
+    device = _device()
+    # One shuffled loader over train: BN recalibration reads its first images (covering the
+    # classes), then the same loader (already compiled) yields the train features with labels.
+    train_loader = dm.eval_loader("train", device, shuffle=True)
+    out: dict[str, Any] = {}
+    if t.bn_recalibrate:
+        out["bn_images"] = np.int64(
+            recalibrate_batchnorm(backbone.net, train_loader, device=device)
+        )
+    out["train_x"], out["train_y"] = extract_split_features(
+        backbone.net, train_loader, t.features, device, desc="train features"
+    )
+    out["val_x"], out["val_y"] = extract_split_features(
+        backbone.net, dm.eval_loader("val", device), t.features, device, desc="val features"
+    )
+    buf = io.BytesIO()
+    np.savez(buf, **out)
+    atomic_write_bytes(path, buf.getvalue())
+    return out
+
+
+def _l2_summary(choice) -> dict:
+    return {
+        "l2": choice.l2,
+        "grid": choice.grid,
+        "heldout_top1": choice.heldout_top1,
+        "extensions": choice.extensions,
+        "at_edge": choice.at_edge,
+        "inner_splits": choice.inner_splits,
+    }
+
+
+def _linear(cfg: RunConfig, backbone, files) -> dict:
+    from lightning_modules.linear_probe import kfold_probe, linear_probe
+
+    t = cfg.transfer
+    feats = extract_target_features(cfg, backbone, files)
+    grid = [float(v) for v in t.l2_grid]
+    result: dict[str, Any] = {"feature_dim": int(feats["train_x"].shape[1])}
+    if "bn_images" in feats:
+        result["bn_recalibration_images"] = int(feats["bn_images"])
+    if t.folds > 1:
+        x = np.concatenate([feats["train_x"], feats["val_x"]])
+        y = np.concatenate([feats["train_y"], feats["val_y"]])
+        res = kfold_probe(x, y, files.num_classes, grid, t.folds, seed=cfg.seed)
+        result.update(
+            top1=res.top1,
+            top5=res.top5,
+            top1_std=res.top1_std,
+            top5_std=res.top5_std,
+            folds=t.folds,
+            fold_top1=[f.top1 for f in res.folds],
+            fold_top5=[f.top5 for f in res.folds],
+            probe=[_l2_summary(f.l2) for f in res.folds],
+        )
+        return result
+    res = linear_probe(
+        feats["train_x"],
+        feats["train_y"],
+        feats["val_x"],
+        feats["val_y"],
+        files.num_classes,
+        grid,
+        seed=cfg.seed,
+    )
+    result.update(
+        top1=res.top1,
+        top5=res.top5,
+        top1_std=None,  # one split: no spread to report (use transfer.folds for one)
+        top5_std=None,
+        folds=1,
+        probe=[_l2_summary(res.l2)],
+    )
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# fine-tuning
+
+
+def _finetune_trainer(cfg: RunConfig, run: RunDir, total_steps: int):
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from experiments.config import to_dict
+
+    t = cfg.trainer
+    loggers: list = []
+    if cfg.logging.csv:
+        loggers.append(CSVLogger(save_dir=str(run.path), name="logs", version=""))
+    if cfg.logging.wandb:
+        mode = os.environ.get("WANDB_MODE") or cfg.logging.wandb_mode
+        loggers.append(
+            WandbLogger(
+                name=run.name,
+                project=cfg.logging.wandb_project,
+                save_dir=str(run.path / "logs"),
+                id=hashlib.sha1(str(run.path.resolve()).encode()).hexdigest()[:16],
+                resume="allow",
+                offline=mode == "offline",
+                mode=mode,
+                config=to_dict(cfg),
+            )
+        )
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=str(run.checkpoints),
+            every_n_train_steps=max(1, t.checkpoint_every_n_steps),
+            save_top_k=0,
+            save_last=True,
+        )
+    ]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    precision = t.precision
+    if precision == "auto":
+        precision = (
+            "bf16-mixed" if torch.cuda.is_available() and t.accelerator != "cpu" else "32-true"
+        )
+    return L.Trainer(
+        default_root_dir=str(run.path),
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=precision,
+        max_steps=total_steps,
+        max_epochs=-1,
+        val_check_interval=total_steps,  # validate once, at the end of the schedule
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches or 1.0,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
+        callbacks=callbacks,
+        logger=loggers or False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+
+
+def _finetune(cfg: RunConfig, backbone, files, run: RunDir) -> dict:
+    import lightning as L
+
+    from datamodules.transfer import TargetDataModule
+    from lightning_modules.transfer import FineTuner
+
+    t = cfg.transfer
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = TargetDataModule(
+        files,
+        resolution=t.resolution,
+        batch_size=t.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+    )
+    total_steps = max(1, math.ceil(t.images_seen / t.batch_size))
+    model = FineTuner(
+        backbone.net,
+        files.num_classes,
+        lr=t.lr,
+        backbone_lr_mult=t.backbone_lr_mult,
+        total_steps=total_steps,
+        weight_decay=cfg.optim.weight_decay,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
+        wd_exclude_bn_bias=cfg.optim.wd_exclude_bn_bias,
+        channels_last=cfg.trainer.channels_last and torch.cuda.is_available(),
+    )
+    trainer = _finetune_trainer(cfg, run, total_steps)
+    trainer.fit(model, datamodule=dm, ckpt_path=run.last_checkpoint())
+    metrics = trainer.callback_metrics
+    if "val/top1" not in metrics:  # resumed after the last step: nothing was validated yet
+        metrics = trainer.validate(model, datamodule=dm, verbose=False)[0]
+    return {
+        "top1": float(metrics["val/top1"]),
+        "top5": float(metrics["val/top5"]),
+        "val_loss": float(metrics["val/loss"]),
+        "top1_std": None,
+        "top5_std": None,
+        "folds": 1,
+        "finetune": {
+            "images_seen": total_steps * t.batch_size,
+            "steps": total_steps,
+            "lr": t.lr,
+            "backbone_lr_mult": t.backbone_lr_mult,
+            "batch_size": t.batch_size,
+        },
+        "is_global_zero": trainer.is_global_zero,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# entry points
+
+
+def run_transfer(cfg: RunConfig) -> Path:
+    """Transfer ``cfg.transfer.pretrained`` to ``cfg.transfer.target``; return the run dir."""
+    from datamodules.transfer import ensure_target_files
+    from lightning_modules.transfer import describe, load_backbone
+
+    _check_config(cfg)
+    t = cfg.transfer
+    run = RunDir.create(cfg.runs_dir, cfg.name or default_run_name(cfg))
+    if run.is_complete():
+        print(f"transfer: {run.name} is complete; skipping ({run.metrics_path})")
+        return run.path
+    start = time.perf_counter()
+    backbone = load_backbone(t.pretrained, cfg.model, cfg.seed)
+    run.write_config(cfg)
+    files = ensure_target_files(t, cfg.data, seed=TARGET_SEED)
+    if t.protocol == "linear":
+        result = _linear(cfg, backbone, files)
+    else:
+        result = _finetune(cfg, backbone, files, run)
+        if not result.pop("is_global_zero"):
+            return run.path
+    metrics = {
+        "status": "complete",
+        "kind": "transfer",
+        "name": run.name,
+        "protocol": t.protocol,
+        "target": t.target,
+        "features": t.features,
+        "num_classes": files.num_classes,
+        "num_train": files.num_train,
+        "num_val": files.num_val,
+        "seed": cfg.seed,
+        **describe(backbone),
+        "pretrained": t.pretrained,
+        "model": cfg.model.name,
+        "resolution": t.resolution,
+        "bn_recalibrate": t.bn_recalibrate,
+        **result,
+        "wall_s": round(time.perf_counter() - start, 2),
+    }
+    run.write_metrics(metrics)
+    std = f" ± {metrics['top1_std']:.4f}" if metrics["top1_std"] is not None else ""
+    print(
+        f"transfer: {run.name}: top-1 {metrics['top1']:.4f}{std}, top-5 {metrics['top5']:.4f} "
+        f"({files.num_classes} classes) -> {run.path}"
+    )
+    return run.path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_transfer(config_from_args(args))
+    return 0
