@@ -53,11 +53,16 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
 
 
 def multilabel_softmax_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over labelled images of ``logsumexp(z) - mean_{c in labels} z_c``."""
+    """Mean over labelled images of ``logsumexp(z) - mean_{c in labels} z_c``.
+
+    Computed as ``-mean_{c in labels} log_softmax(z)_c``, the same value, because PyTorch's
+    fused log-softmax kernel (forward and backward) is what plain cross-entropy uses too.
+    """
     z = _at_least_fp32(logits)
-    pos_sum, k = _positive_logit_sums(z, labels)
+    log_probs = F.log_softmax(z, dim=1)
+    pos_sum, k = _positive_logit_sums(log_probs, labels)
     has = k > 0
-    per_image = torch.logsumexp(z, dim=1) - pos_sum / k.clamp(min=1)
+    per_image = -pos_sum / k.clamp(min=1)
     return (per_image * has).sum() / has.sum().clamp(min=1)
 
 
