@@ -72,3 +72,21 @@ def test_tiny_pretrain_learns_hashtags_and_is_reusable(tmp_path):
     Image.fromarray(dm.val_images[0].permute(1, 2, 0).numpy()).save(image)
     code = main(["predict", "--checkpoint", str(run_dir), str(image), "--top-k", "3"])
     assert code == 0
+
+
+@pytest.mark.parametrize("width", [4, 8, 16, 32, 48])
+def test_paper_configs_match_the_recipe(width):
+    cfg = load_config(f"configs/pretrain/paper_rx101_32x{width}d.yaml")
+    assert cfg.data.batch_size * cfg.trainer.devices * cfg.trainer.num_nodes == 8064
+    assert (cfg.model.layers, cfg.model.groups, cfg.model.width_per_group) == (
+        [3, 4, 23, 3],
+        32,
+        width,
+    )
+    assert cfg.data.resolution == 224 and cfg.trainer.strategy == "ddp"
+    assert cfg.optim.nesterov and cfg.schedule.decay == "step"
+
+
+def test_tiny_cpu_config_loads():
+    cfg = load_config("configs/pretrain/tiny_cpu.yaml")
+    assert cfg.trainer.accelerator == "cpu" and cfg.model.name == "rx-tiny"
