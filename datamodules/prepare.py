@@ -222,6 +222,10 @@ def _run_shards(
     if num_shards == 1 and launcher == "process":
         scan_shard(*args[0], progress, opener)
         return
+    if launcher in ("process", "local"):
+        # open shard 0 here first: a source with a one-off build step (OpenClipart rasterizes
+        # every SVG into its cache, with all cores) does it once, not once per shard process
+        opener(data_cfg, shard=0, num_shards=num_shards)
     bar = tqdm(total=num_shards, desc="scan shards", disable=not progress, unit="shard")
     if launcher == "process":
         workers = min(num_shards, int(options.get("workers") or os.cpu_count() or 1))
@@ -697,6 +701,7 @@ def ensure_prepared(
     num_shards: int | None = None,
     launcher: str = "process",
     launcher_options: dict | None = None,
+    summary: bool | None = None,
 ) -> Path:
     """The prepared folder for ``data_cfg`` and ``seed``, building the stages that are missing.
 
@@ -704,7 +709,8 @@ def ensure_prepared(
     ``None`` = one per CPU core (at most 8) in a local process pool. ``launcher``: ``process``
     (single machine), ``local`` (submitit LocalExecutor) or ``slurm`` (a submitit job array;
     ``launcher_options``: partition, timeout_min, cpus_per_task, array_parallelism).
-    The shard count does not change any output, so it is not part of any key.
+    The shard count does not change any output, so it is not part of any key. ``summary``
+    (default: ``progress``) prints :func:`format_summary` to stderr after a build.
     """
     if num_shards is None:
         num_shards = min(8, os.cpu_count() or 1)
@@ -737,7 +743,7 @@ def ensure_prepared(
         final, lambda out: _build_prepared(data_cfg, seed, plan, stages, out, progress)
     )
     _log(final.parent / "stage_log.jsonl", "write", final.name, False, stages["write"]["seconds"])
-    if progress:
+    if progress if summary is None else summary:
         print(format_summary(final), file=sys.stderr)
     return final
 

@@ -1,0 +1,58 @@
+"""`python -m experiments prepare <config.yaml> [key=value ...]`: raw tagged images -> FFCV shards.
+
+Takes a run config (only its ``data`` section and ``seed`` matter), runs or reuses the cached
+stages of :func:`datamodules.prepare.ensure_prepared`, then prints the summary (images in, kept,
+deduplicated, corrupt, unlabeled, time per stage) and the prepared folder on the last line.
+
+Past one machine: ``--num-shards N --launcher slurm`` runs the scan (decode, hash, count tags)
+as a submitit job array of N shards; ``--launcher local`` runs the same path with submitit's
+LocalExecutor. The default is a local process pool with one shard per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from datamodules.prepare import LAUNCHERS, ensure_prepared, format_summary
+from experiments.cli import add_config_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=None,
+        help="split the source scan into N shards (default: one per CPU core, at most 8)",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=LAUNCHERS,
+        default="process",
+        help="process: local process pool; local: submitit LocalExecutor; slurm: submitit array",
+    )
+    parser.add_argument("--partition", default="", help="SLURM partition (--launcher slurm)")
+    parser.add_argument("--timeout-min", type=int, default=240, help="per-shard job time limit")
+    parser.add_argument("--cpus-per-task", type=int, default=4, help="CPUs per SLURM shard job")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    options = {
+        "partition": args.partition,
+        "timeout_min": args.timeout_min,
+        "cpus_per_task": args.cpus_per_task,
+    }
+    out = ensure_prepared(
+        cfg.data,
+        cfg.seed,
+        progress=not args.quiet,
+        num_shards=args.num_shards,
+        launcher=args.launcher,
+        launcher_options=options,
+        summary=False,
+    )
+    print(format_summary(out))
+    print(out)
+    return 0
