@@ -1,0 +1,169 @@
+"""Resampling reaches its target hashtag distribution; label noise has its rate; both are
+deterministic in (seed, epoch) and small in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from datamodules.errors import UserInputError
+from datamodules.sampling import (
+    EpochSampler,
+    apply_label_noise,
+    draw_indices,
+    hash_uniform,
+    image_weights,
+    label_counts,
+    shard_for_rank,
+    target_shares,
+)
+
+V = 50
+
+
+def _zipf_corpus(n: int, width: int, max_per_image: int, seed: int = 0) -> np.ndarray:
+    """Padded label rows: 1..max_per_image distinct Zipf(1) hashtags per image."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, V + 1)
+    p /= p.sum()
+    rows = np.full((n, width), -1, dtype=np.int32)
+    for i in range(n):
+        k = rng.integers(1, max_per_image + 1)
+        rows[i, :k] = np.sort(rng.choice(V, size=k, replace=False, p=p))
+    return rows
+
+
+def _drawn_hashtag_shares(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    counts = label_counts([rows[order]], V).astype(np.float64)
+    return counts / counts.sum()
+
+
+@pytest.mark.parametrize("mode", ["natural", "sqrt", "uniform"])
+@pytest.mark.parametrize("combine", ["mean", "max", "sum"])
+def test_single_label_resampling_matches_target_chi_square(mode, combine):
+    rows = _zipf_corpus(20_000, 4, max_per_image=1)
+    counts = label_counts([rows], V)
+    sampler = EpochSampler(image_weights([rows], counts, mode, combine), len(rows), seed=3)
+    target = target_shares(counts, mode)
+    for epoch in (0, 1):
+        observed = label_counts([rows[sampler.indices(epoch)]], V)
+        present = target > 0
+        chi2, pvalue = stats.chisquare(observed[present], target[present] * observed.sum())
+        assert pvalue > 1e-3, (mode, combine, epoch, chi2)
+    if mode == "natural":  # a permutation: every image exactly once
+        assert np.array_equal(np.sort(sampler.indices(0)), np.arange(len(rows)))
+
+
+@pytest.mark.parametrize("mode", ["sqrt", "uniform"])
+def test_multi_label_combines_move_toward_target_with_their_stated_bounds(mode):
+    rows = _zipf_corpus(20_000, 4, max_per_image=3)
+    counts = label_counts([rows], V)
+    target = target_shares(counts, mode)
+    natural_tv = 0.5 * np.abs(counts / counts.sum() - target).sum()
+    assert natural_tv > 0.2
+    for combine in ("mean", "max", "sum"):
+        weights = image_weights([rows], counts, mode, combine)
+        order = EpochSampler(weights, len(rows), 0).indices(0)
+        tv = 0.5 * np.abs(_drawn_hashtag_shares(rows, order) - target).sum()
+        assert tv < 0.7 * natural_tv, (combine, tv, natural_tv)
+        if combine in ("max", "sum"):  # share of draws carrying h >= t(h) (3 sigma slack)
+            carrying = label_counts([rows[order]], V) / len(order)
+            assert (carrying >= 0.85 * target).all(), combine
+
+
+def test_draws_are_deterministic_in_seed_and_epoch_and_int32():
+    rows = _zipf_corpus(5_000, 4, max_per_image=2)
+    counts = label_counts([rows], V)
+    weights = image_weights([rows], counts, "sqrt", "mean")
+    a, b = EpochSampler(weights, len(rows), 7), EpochSampler(weights, len(rows), 7)
+    assert a.indices(2).dtype == np.int32 and len(a.indices(2)) == len(rows)
+    assert np.array_equal(a.indices(2), b.indices(2))
+    assert not np.array_equal(a.indices(2), a.indices(3))
+    assert not np.array_equal(a.indices(2), EpochSampler(weights, len(rows), 8).indices(2))
+
+
+def test_blockwise_draw_matches_weights_exactly_across_blocks():
+    rng = np.random.default_rng(0)
+    weights = rng.random(1000).astype(np.float32)
+    weights[::7] = 0.0  # never drawn
+    draws = draw_indices(weights, 400_000, np.random.default_rng(1), block=64)
+    hist = np.bincount(draws, minlength=1000)
+    assert hist[::7].sum() == 0
+    expected = weights.astype(np.float64) / weights.sum(dtype=np.float64) * len(draws)
+    keep = weights > 0
+    assert stats.chisquare(hist[keep], expected[keep]).pvalue > 1e-3
+    # draws come shuffled, not grouped by block
+    assert np.mean(np.diff(draws) > 0) < 0.6
+
+
+def test_memory_is_at_most_8_bytes_per_image():
+    n = 1_000_000
+    labels = np.full((n, 2), -1, np.int32)
+    labels[:, 0] = np.arange(n) % V
+    counts = label_counts([labels[i : i + 250_000] for i in range(0, n, 250_000)], V)
+    chunks = (labels[i : i + 250_000] for i in range(0, n, 250_000))
+    sampler = EpochSampler(image_weights(chunks, counts, "sqrt", "max"), n, 0)
+    order = sampler.indices(0)
+    assert sampler.weights.nbytes + order.nbytes <= 8 * n
+    assert sampler.nbytes == 8 * n
+
+
+def test_ranks_get_disjoint_equal_shares():
+    order = np.random.default_rng(0).permutation(103).astype(np.int32)
+    parts = [shard_for_rank(order, r, 4) for r in range(4)]
+    assert {len(p) for p in parts} == {25}
+    positions = np.concatenate([np.arange(r, 100, 4) for r in range(4)])
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.sort(order[positions]))
+
+
+@pytest.mark.parametrize("dist", ["natural", "uniform"])
+def test_label_noise_rate_distribution_and_determinism(dist):
+    rows = torch.from_numpy(_zipf_corpus(20_000, 4, max_per_image=3, seed=1))
+    counts = label_counts([rows.numpy()], V)
+    ids = torch.arange(50_000, 70_000)
+    p = 0.25
+    noisy = apply_label_noise(rows, ids, 4, p, dist, counts, seed=11)
+    assert noisy.dtype == torch.int32 and noisy.shape == rows.shape
+    present = rows >= 0
+    assert torch.equal(noisy[~present], rows[~present])  # padding untouched
+    changed = (noisy != rows)[present].float().mean().item()
+    # a replacement can redraw the original label: expected changed share is p * (1 - P(same))
+    q = counts / counts.sum() if dist == "natural" else np.full(V, 1.0 / V)
+    slot_share = label_counts([rows.numpy()], V) / present.sum().item()
+    expected = p * (1.0 - float((slot_share * q).sum()))
+    n = present.sum().item()
+    assert abs(changed - expected) < 4 * np.sqrt(p * (1 - p) / n) + 1e-3
+    # replacements follow the noise distribution
+    new_ids = noisy[(noisy != rows) & present].numpy()
+    hist = np.bincount(new_ids, minlength=V)
+    # conditioned on "changed", id h appears with prob ~ q(h) * (1 - share of slots holding h)
+    p_cond = q * (1.0 - slot_share)
+    p_cond /= p_cond.sum()
+    keep = p_cond * len(new_ids) > 5
+    assert (
+        stats.chisquare(hist[keep], p_cond[keep] / p_cond[keep].sum() * hist[keep].sum()).pvalue
+        > 1e-4
+    )
+    # deterministic in (seed, epoch, sample id), independent of batch composition
+    again = apply_label_noise(rows[::-1].clone(), ids.flip(0), 4, p, dist, counts, seed=11)
+    assert torch.equal(again.flip(0), noisy)
+    assert not torch.equal(apply_label_noise(rows, ids, 5, p, dist, counts, seed=11), noisy)
+    assert apply_label_noise(rows, ids, 4, 0.0, dist, counts, seed=11) is rows
+
+
+def test_hash_uniform_is_uniform():
+    u = hash_uniform(0, 0, np.arange(100_000).reshape(-1, 1), np.arange(2).reshape(1, -1), 0)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u.reshape(-1), "uniform").pvalue > 1e-3
+
+
+def test_bad_options_are_user_errors():
+    counts = np.array([3, 1, 0])
+    with pytest.raises(UserInputError, match="data.sampling="):
+        target_shares(counts, "log")
+    with pytest.raises(UserInputError, match="sampling_combine"):
+        image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median")
+    with pytest.raises(UserInputError, match="label_noise"):
+        apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 0, 1.5, "natural", counts, 0)
