@@ -132,6 +132,7 @@ class ModelConfig:
     groups: int = 8
     width_per_group: int = 4
     stem_width: int = 32  # torchvision: 64
+    base_planes: int = 64  # planes of the first stage (torchvision: 64; stages double it)
     small_input: bool = True  # 3x3 stride-1 stem, no max-pool (32-128 px inputs)
     zero_init_residual: bool = True  # last BN gamma of each residual block starts at 0
     loss: str = "softmax"  # softmax (multi-label softmax, the paper) | sigmoid (ablation)

