@@ -585,9 +585,9 @@ def _build_prepared(
         )
     ordered = train_rows + val_rows  # sample_id = row in ids.txt
     (out / "ids.txt").write_text("".join(rows[k]["id"] + "\n" for k in ordered))
-    shutil.copy2(vocab_dir / "vocab.tsv", out / "vocab.tsv")
-    shutil.copy2(vocab_dir / "vocab_report.json", out / "vocab_report.json")
-    shutil.copy2(dedup_dir / "dedup_report.json", out / "dedup_report.json")
+    shutil.copyfile(vocab_dir / "vocab.tsv", out / "vocab.tsv")
+    shutil.copyfile(vocab_dir / "vocab_report.json", out / "vocab_report.json")
+    shutil.copyfile(dedup_dir / "dedup_report.json", out / "dedup_report.json")
 
     width = int(data_cfg.max_labels)
     per_shard = int(data_cfg.shard_size) or len(train_rows)
@@ -771,7 +771,8 @@ def format_summary(prepared: Path) -> str:
         f"  train / val   {s['train']:>10,} / {s['val']:,} in {len(manifest['train'])} train shard(s)",
         f"  vocabulary    {manifest['vocab_size']:>10,} hashtags",
     ]
-    for name, info in s["stages"].items():
+    for name in ("scan", "vocab", "dedup", "write"):
+        info = s["stages"][name]
         how = "reused" if info["reused"] else "built"
         lines.append(f"  stage {name:<7} {how:>7} {info['seconds']:>9.1f} s  ({info['key']})")
     for c in s["corrupt_ids"][:10]:
