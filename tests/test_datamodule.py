@@ -1,0 +1,190 @@
+"""HashtagDataModule on a tiny prepared folder written here with the project's own writer.
+
+Each training image carries a unique sorted triple of hashtag ids, so the labels of a batch
+tell exactly which images were read (the batch contract has no sample ids).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.ffcv_store import run_in_fresh_process, write_hashtag_beton
+from datamodules.pretrain import HashtagDataModule
+from datamodules.sampling import shard_for_rank
+
+V, WIDTH, NUM_TRAIN, NUM_VAL, BATCH = 14, 4, 240, 40, 16
+TRIPLES = list(itertools.combinations(range(V), 3))
+
+
+@dataclass
+class _Data:
+    """The DataConfig fields HashtagDataModule reads (tests stay independent of the schema)."""
+
+    batch_size: int = BATCH
+    num_workers: int = 1
+    resolution: int = 24
+    sampling: str = "sqrt"
+    sampling_combine: str = "mean"
+    label_noise: float = 0.0
+    label_noise_dist: str = "natural"
+
+
+class _Rows:
+    def __init__(self, first: int, count: int):
+        self.first, self.count = first, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        k = self.first + i
+        rgb = np.random.default_rng(k).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+        return rgb, list(TRIPLES[k % len(TRIPLES)]), k
+
+
+def _write_folder(folder: str) -> None:
+    folder = Path(folder)
+    write_hashtag_beton(
+        folder / "train-000.beton",
+        _Rows(0, NUM_TRAIN),
+        max_labels=WIDTH,
+        max_resolution=40,
+        write_mode="jpg",
+        jpeg_quality=90,
+        num_workers=1,
+    )
+    write_hashtag_beton(
+        folder / "val.beton",
+        _Rows(NUM_TRAIN, NUM_VAL),
+        max_labels=WIDTH,
+        max_resolution=40,
+        write_mode="jpg",
+        jpeg_quality=90,
+        num_workers=1,
+    )
+
+
+def make_prepared(folder: Path) -> Path:
+    """A prepared folder in the manifest.json format of docs/CONTRACTS.md."""
+    run_in_fresh_process(_write_folder, str(folder))
+    counts = np.zeros(V, np.int64)
+    for k in range(NUM_TRAIN):
+        counts[list(TRIPLES[k])] += 1
+    manifest = {
+        "train": [{"file": "train-000.beton", "count": NUM_TRAIN}],
+        "val": {"file": "val.beton", "count": NUM_VAL},
+        "num_train": NUM_TRAIN,
+        "max_labels": WIDTH,
+        "vocab_size": V,
+        "vocab_sha256": "",
+        "hashtag_counts": counts.tolist(),
+        "config": {},
+        "versions": {},
+        "stats": {},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "ids.txt").write_text("".join(f"img{k}\n" for k in range(NUM_TRAIN + NUM_VAL)))
+    return folder
+
+
+def ids_of(labels: torch.Tensor) -> list[int]:
+    """Recover image ids from the unique label triples."""
+    lookup = {t: k for k, t in enumerate(TRIPLES)}
+    return [lookup[tuple(int(x) for x in row[:3])] for row in labels]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture(scope="module")
+def datamodule(prepared) -> HashtagDataModule:
+    dm = HashtagDataModule(_Data(), seed=5, prepared_dir=prepared)
+    dm.setup("fit")
+    return dm
+
+
+def test_attributes_follow_the_manifest(datamodule):
+    assert datamodule.num_train == NUM_TRAIN and datamodule.vocab_size == V
+    assert datamodule.hashtag_counts.sum() == 3 * NUM_TRAIN
+    assert datamodule.sampler.weights.dtype == np.float32
+
+
+def test_train_batches_contract_order_and_mid_epoch_resume(datamodule, prepared):
+    batches = datamodule.train_dataloader()
+    assert len(batches) == NUM_TRAIN // BATCH
+    seen = []
+    for images, labels in batches:  # epoch 0
+        assert images.dtype == torch.uint8 and images.shape == (BATCH, 3, 24, 24)
+        assert labels.dtype == torch.int32 and labels.shape == (BATCH, WIDTH)
+        assert (labels[:, 3] == -1).all() and (labels[:, :3] >= 0).all()
+        seen += ids_of(labels)
+    expected = datamodule.sampler.indices(0)[: len(batches) * BATCH]
+    assert seen == expected.tolist()
+    assert len(set(seen)) < len(seen)  # sqrt sampling draws with replacement
+
+    # epoch 1: a different draw; stop after 3 batches and save the position
+    partial = []
+    for step, (_, labels) in enumerate(batches):
+        partial += ids_of(labels)
+        if step == 2:
+            break
+    state = datamodule.state_dict()
+    assert state == {"epoch": 1, "batches_done": 3}
+    epoch1 = datamodule.sampler.indices(1)[: len(batches) * BATCH].tolist()
+    assert partial == epoch1[: 3 * BATCH] and epoch1 != expected.tolist()
+
+    # a fresh datamodule restored from that state resumes exactly where it stopped
+    resumed = HashtagDataModule(_Data(), seed=5, prepared_dir=prepared)
+    resumed.load_state_dict(state)
+    rest = [k for _, labels in resumed.train_dataloader() for k in ids_of(labels)]
+    assert rest == epoch1[3 * BATCH :]
+    assert resumed.state_dict() == {"epoch": 1, "batches_done": len(batches)}
+
+
+def test_validation_is_deterministic_and_complete(datamodule):
+    def one_pass():
+        images, labels = [], []
+        for x, y in datamodule.val_dataloader():
+            images.append(x.clone())
+            labels.append(y.clone())
+        return torch.cat(images), torch.cat(labels)
+
+    first, second = one_pass(), one_pass()
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert first[0].shape == (NUM_VAL, 3, 24, 24)
+    assert ids_of(first[1]) == list(range(NUM_TRAIN, NUM_TRAIN + NUM_VAL))
+
+
+def test_label_noise_is_applied_per_epoch_and_reproducible(prepared):
+    def labels_of_epoch0(p):
+        dm = HashtagDataModule(
+            _Data(label_noise=p, sampling="natural"), seed=1, prepared_dir=prepared
+        )
+        return torch.cat([y.clone() for _, y in dm.train_dataloader()])
+
+    clean, noisy, again = labels_of_epoch0(0.0), labels_of_epoch0(0.5), labels_of_epoch0(0.5)
+    assert torch.equal(noisy, again)
+    present = clean >= 0
+    changed = (noisy != clean)[present].float().mean().item()
+    assert 0.35 < changed < 0.55  # p=0.5 minus redraws of the same hashtag (~1/14 per slot)
+    assert torch.equal(noisy[~present], clean[~present])
+
+
+def test_rank_shares_are_disjoint_and_cover_the_epoch(datamodule):
+    order = datamodule.sampler.indices(0)
+    shares = [shard_for_rank(order, r, 2) for r in range(2)]
+    positions = set(range(0, len(order), 2)) & set(range(len(order)))
+    assert len(shares[0]) == len(shares[1]) == NUM_TRAIN // 2
+    assert np.array_equal(shares[0], order[sorted(positions)][: NUM_TRAIN // 2])
+    assert np.array_equal(np.sort(np.concatenate(shares)), np.sort(order))
