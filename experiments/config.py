@@ -107,7 +107,10 @@ class DataConfig:
     max_labels: int = 8  # label width in the .beton (padded with -1; beyond it dropped)
     # --- dedup, scale, shards -----------------------------------------------------------------
     dedup: bool = True  # remove training images that near-duplicate an eval image
-    dedup_hamming: int = 4  # perceptual-hash Hamming threshold
+    dedup_hamming: int = 4  # perceptual-hash (dhash) Hamming threshold
+    # eval sets to dedup against: target names or image folders; [] = the source's own targets
+    # (openclipart: its held-out split; synthetic: its three tasks; manifest: none)
+    dedup_targets: list[str] = field(default_factory=list)
     scale: float = 1.0  # <= 1: fraction of the corpus; > 1: absolute number of images
     val_fraction: float = 0.05  # share of the pretraining set held out for precision@k
     jpeg_quality: int = 90
