@@ -400,6 +400,10 @@ def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
             image_size=int(data_cfg.image_size),
             seed=seed,
             cache_dir=data_cfg.cache_dir,
+            # the same world / held-out split as the pretraining corpus
+            holdout_fraction=float(data_cfg.holdout_fraction),
+            synthetic_concepts=int(data_cfg.synthetic_concepts),
+            zipf_exponent=float(data_cfg.zipf_exponent),
         )
         for split_name, split in (("train", ds.train), ("val", ds.val)):
             for i in range(len(split)):
