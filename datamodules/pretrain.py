@@ -90,6 +90,15 @@ class HashtagBatches:
     def __len__(self) -> int:
         return self._length
 
+    # Lightning checks its train loader for state_dict/load_state_dict to decide whether a
+    # mid-epoch resume is exact (and warns otherwise); the position lives in the datamodule.
+    def state_dict(self) -> dict[str, Any]:
+        return self.datamodule.state_dict() if self.train else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.train and state_dict:
+            self.datamodule.load_state_dict(state_dict)
+
     def __iter__(self):
         dm = self.datamodule
         epoch, skip = dm._begin_epoch() if self.train else (0, 0)
