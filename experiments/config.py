@@ -121,7 +121,7 @@ class DataConfig:
     batch_size: int = 64  # per device
     num_workers: int = 2
     sampling: str = "sqrt"  # natural | sqrt | uniform
-    sampling_combine: str = "mean"  # mean | max: per-image weight from its hashtags' weights
+    sampling_combine: str = "mean"  # mean | max | sum: per-image weight from its hashtags' weights
     label_noise: float = 0.0  # probability of replacing each label with a random hashtag
     label_noise_dist: str = "natural"  # natural | uniform
 
@@ -234,7 +234,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.ambiguity": ("first_sense", "drop"),
     "data.write_mode": ("jpg", "raw", "smart"),
     "data.sampling": ("natural", "sqrt", "uniform"),
-    "data.sampling_combine": ("mean", "max"),
+    "data.sampling_combine": ("mean", "max", "sum"),
     "data.label_noise_dist": ("natural", "uniform"),
     "model.loss": ("softmax", "sigmoid"),
     "schedule.decay": ("step", "cosine"),
