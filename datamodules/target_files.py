@@ -45,6 +45,10 @@ class TargetSpec:
     seed: int
     write_mode: str
     jpeg_quality: int
+    # the pretraining corpus's settings the target must match (held-out split, synthetic world)
+    holdout_fraction: float = 0.2
+    synthetic_concepts: int = 300
+    zipf_exponent: float = 1.0
 
     @classmethod
     def from_config(cls, transfer_cfg: TransferConfig, data_cfg: DataConfig, seed: int):
@@ -56,6 +60,9 @@ class TargetSpec:
             seed=int(seed),
             write_mode=str(data_cfg.write_mode),
             jpeg_quality=int(data_cfg.jpeg_quality),
+            holdout_fraction=float(data_cfg.holdout_fraction),
+            synthetic_concepts=int(data_cfg.synthetic_concepts),
+            zipf_exponent=float(data_cfg.zipf_exponent),
         )
 
     def key(self) -> str:
@@ -100,35 +107,6 @@ class TargetFiles:
             num_val=int(meta["num_val"]),
             train_counts=list(meta["train_counts"]),
         )
-
-
-def cap_per_class(labels: np.ndarray, max_per_class: int, seed: int) -> np.ndarray:
-    """Indices keeping at most ``max_per_class`` items of each class (a seeded random choice,
-    returned in the original order); all indices when ``max_per_class <= 0``."""
-    labels = np.asarray(labels)
-    if max_per_class <= 0:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) > max_per_class:
-            idx = rng.choice(idx, size=max_per_class, replace=False)
-        keep.append(idx)
-    return np.sort(np.concatenate(keep))
-
-
-class _Subset:
-    """items[indices] as an indexable, sized sequence (picklable for FFCV's writer workers)."""
-
-    def __init__(self, items, indices: np.ndarray):
-        self.items, self.indices = items, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        return self.items[int(self.indices[i])]
 
 
 def _labels_of(split, what: str, target: str) -> np.ndarray:
@@ -177,13 +155,16 @@ def _build_target(
         image_size=spec.resolution,
         seed=spec.seed,
         cache_dir=cache_dir,
+        holdout_fraction=spec.holdout_fraction,
+        max_per_class=spec.max_per_class,
+        synthetic_concepts=spec.synthetic_concepts,
+        zipf_exponent=spec.zipf_exponent,
     )
     train_labels = _labels_of(data.train, "train", spec.target)
     val_labels = _labels_of(data.val, "val", spec.target)
     check_target(spec.target, list(data.classes), train_labels, val_labels)
-    keep = cap_per_class(train_labels, spec.max_per_class, spec.seed)
     stats = {}
-    for split, items in (("train", _Subset(data.train, keep)), ("val", data.val)):
+    for split, items in (("train", data.train), ("val", data.val)):
         stats[split] = write_target_beton(
             out / f"{split}.beton",
             items,
@@ -192,11 +173,11 @@ def _build_target(
             write_mode=spec.write_mode,
             num_workers=num_workers,
         )
-    counts = np.bincount(train_labels[keep], minlength=len(data.classes))
+    counts = np.bincount(train_labels, minlength=len(data.classes))
     meta = {
         "target": spec.target,
         "classes": list(data.classes),
-        "num_train": len(keep),
+        "num_train": len(train_labels),
         "num_val": len(val_labels),
         "train_counts": counts.tolist(),
         "val_counts": np.bincount(val_labels, minlength=len(data.classes)).tolist(),

@@ -18,7 +18,6 @@ from datamodules.ffcv_store import int_pipeline, train_image_pipeline, val_image
 from datamodules.target_files import (
     TargetFiles,
     TargetSpec,
-    cap_per_class,
     check_target,
     ensure_target_files,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "TargetDataModule",
     "TargetFiles",
     "TargetSpec",
-    "cap_per_class",
     "check_target",
     "ensure_target_files",
 ]

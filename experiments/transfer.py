@@ -324,12 +324,14 @@ def run_transfer(cfg: RunConfig) -> Path:
 
     _check_config(cfg)
     t = cfg.transfer
-    run = RunDir.create(cfg.runs_dir, cfg.name or default_run_name(cfg))
-    if run.is_complete():
-        print(f"transfer: {run.name} is complete; skipping ({run.metrics_path})")
-        return run.path
+    name = cfg.name or default_run_name(cfg)
+    existing = RunDir(Path(cfg.runs_dir) / name)
+    if existing.is_complete():
+        print(f"transfer: {name} is complete; skipping ({existing.metrics_path})")
+        return existing.path
     start = time.perf_counter()
-    backbone = load_backbone(t.pretrained, cfg.model, cfg.seed)
+    backbone = load_backbone(t.pretrained, cfg.model, cfg.seed)  # bad weights fail before mkdir
+    run = RunDir.create(cfg.runs_dir, name)
     run.write_config(cfg)
     files = ensure_target_files(t, cfg.data, seed=TARGET_SEED)
     if t.protocol == "linear":

@@ -33,7 +33,6 @@ from datamodules.errors import UserInputError
 from lightning_modules.backbones import (
     build_resnext,
     extract_features,
-    load_weights,
     normalize_images,
 )
 from lightning_modules.optim import lr_factor, param_groups
@@ -73,11 +72,6 @@ def _model_signature(model_cfg: ModelConfig) -> str:
     )
 
 
-def is_project_checkpoint(path: Path) -> bool:
-    """A run dir or a Lightning ``.ckpt`` (this project's pretraining), not a plain state dict."""
-    return path.is_dir() or path.suffix == ".ckpt"
-
-
 def pretrained_label(pretrained: str) -> str:
     """A short name for the weights, readable without loading them: the run's name for a run
     dir or a checkpoint inside ``<run>/checkpoints/``, else the file's stem; "" for random."""
@@ -91,36 +85,42 @@ def pretrained_label(pretrained: str) -> str:
     return path.stem
 
 
+def _identity(path: Path, info: dict, model_cfg: ModelConfig) -> str:
+    """Cache identity of loaded weights: path + mtime for this project's checkpoints (large,
+    rewritten in place only by training), the content hash for a weights file."""
+    if info.get("init") == "hashtag":
+        ckpt = Path(info.get("checkpoint") or path).resolve()
+        return f"ckpt:{ckpt}:{ckpt.stat().st_mtime_ns}"
+    return f"sha256:{_file_sha256(path)}:{_model_signature(model_cfg)}"
+
+
 def load_backbone(pretrained: str, model_cfg: ModelConfig, seed: int) -> Backbone:
     """The network ``transfer.pretrained`` names, built as ``model_cfg`` describes.
 
-    Random init is seeded with ``seed`` (so seeds give different random networks). A backbone
-    that does not match ``model_cfg`` raises :class:`UserInputError` listing the bad keys.
+    ``""``: a random initialisation seeded with ``seed`` (seeds give different networks).
+    Otherwise ``load_pretrained`` (a run dir, a ``.ckpt``, or a torchvision/timm-layout state
+    dict); a backbone that does not match ``model_cfg`` raises :class:`UserInputError`.
     """
     if not pretrained:
         torch.manual_seed(seed)
         net = build_resnext(model_cfg, num_classes=1)
         return Backbone(net, "random", "", {}, f"random:{_model_signature(model_cfg)}:seed{seed}")
+    from lightning_modules.checkpoints import load_pretrained
+
     path = Path(pretrained)
     if not path.exists():
         raise UserInputError(
             f"transfer.pretrained={pretrained}: no such file or directory "
             "(give a run dir, a .ckpt, or a state-dict file; '' for random init)"
         )
-    if is_project_checkpoint(path):
-        from lightning_modules.checkpoints import load_pretrained
-
-        net, info = load_pretrained(path, model_cfg)
-        info = dict(info or {})
-        ckpt = Path(info.get("checkpoint") or path)
-        stamp = ckpt.stat().st_mtime_ns if ckpt.exists() else path.stat().st_mtime_ns
-        name = info.get("name") or info.get("run") or pretrained_label(pretrained)
-        identity = f"ckpt:{ckpt.resolve()}:{stamp}"
-        return Backbone(net, "hashtag", str(name), dict(info.get("axes") or {}), identity, info)
-    net = build_resnext(model_cfg, num_classes=1)  # the file's head (if any) is skipped
-    info = load_weights(net, path)
-    identity = f"sha256:{_file_sha256(path)}:{_model_signature(model_cfg)}"
-    return Backbone(net, "weights-file", path.stem, {}, identity, dict(info))
+    net, info = load_pretrained(path, model_cfg)
+    info = dict(info)
+    init = info.get("init") or "weights-file"
+    # a weights file is named by its stem (e.g. ig_resnext101_32x8d), so tables can tell them apart
+    name = info.get("pretrain_run") or pretrained_label(pretrained)
+    axes = dict(info.get("pretrain_axes") or {})
+    info.pop("hashtags", None)  # the vocabulary can be long; metrics keep the rest
+    return Backbone(net, init, name, axes, _identity(path, info, model_cfg), info)
 
 
 def _device_default() -> torch.device:

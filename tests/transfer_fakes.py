@@ -32,8 +32,8 @@ def _images(num: int, num_classes: int, size: int, seed: int):
     return out
 
 
-def fake_load_target(name, *, root="", image_size, seed, cache_dir):
-    """``load_target``'s signature; module-level so the spawned writer can import it."""
+def fake_load_target(name, *, root="", image_size, seed, cache_dir, **_):
+    """``load_target``'s signature (optional keywords ignored); module-level so the spawned writer can import it."""
     if name == "one_class":
         return FakeTarget(
             name, ["only"], _images(20, 1, image_size, 0), _images(5, 1, image_size, 1)
