@@ -180,7 +180,8 @@ def extract_split_features(
     for images, y in tqdm(loader, total=total, desc=desc, leave=False):
         x = normalize_images(images.to(device, non_blocking=True))
         feats.append(extract_features(net, x, stages).float().cpu())
-        labels.append(y.reshape(-1).long().cpu())
+        # clone: FFCV reuses its output buffers for later batches (on the CPU .cpu() is a no-op)
+        labels.append(y.reshape(-1).long().cpu().clone())
     return torch.cat(feats).numpy(), torch.cat(labels).numpy()
 
 

@@ -114,6 +114,23 @@ def test_target_files_written_once_and_read_back(fake_files):
     assert torch.equal(images[3].permute(1, 2, 0), torch.from_numpy(expected[3][0]))
 
 
+def test_features_from_a_shuffled_ffcv_loader_keep_their_labels(fake_files):
+    """Every feature row extracted through FFCV (shuffled, buffers reused across batches)
+    carries the label of the image it came from: match rows to in-memory features."""
+    tmp, files = fake_files
+    cfg = _cfg(tmp)
+    net = load_backbone("", cfg.model, seed=0).net
+    cpu = torch.device("cpu")
+    dm = TargetDataModule(files, resolution=RES, batch_size=8, num_workers=1, seed=3)
+    x_ffcv, y_ffcv = extract_split_features(net, dm.eval_loader("train", shuffle=True), "all", cpu)
+    items = fake_load_target("fake", image_size=RES, seed=0, cache_dir="").train
+    images = torch.stack([torch.from_numpy(im).permute(2, 0, 1) for im, _ in items])
+    x_mem, _ = extract_split_features(net, [(images, torch.zeros(len(items)))], "all", cpu)
+    nearest = torch.cdist(torch.from_numpy(x_ffcv), torch.from_numpy(x_mem)).argmin(1).numpy()
+    assert len(set(nearest.tolist())) == len(items)  # a permutation of the train images
+    assert y_ffcv.tolist() == [items[i][1] for i in nearest]
+
+
 @pytest.mark.parametrize(
     "target, match", [("one_class", "at least 2"), ("no_val", "no val images")]
 )
