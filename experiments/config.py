@@ -336,7 +336,8 @@ def load_config(
                 f"override '{item}' must look like key=value (e.g. data.scale=0.1)"
             )
         key, value = item.split("=", 1)
-        dotlist.append(f"{ALIASES.get(key, key)}={value}")
+        # `pretrained=` means the empty string (OmegaConf would read it as None)
+        dotlist.append(f"{ALIASES.get(key, key)}={value if value else chr(39) * 2}")
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
     except OmegaConfBaseException as exc:

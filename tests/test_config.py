@@ -31,6 +31,7 @@ def test_yaml_composes_with_defaults_chain_and_overrides(tmp_path):
     assert cfg.seed == 3
     assert cfg.transfer.pretrained == "/x/y.ckpt"  # alias
     assert cfg.model.layers == [1, 2, 2, 1]
+    assert load_config(child, ["pretrained="]).transfer.pretrained == ""  # random init
     # the resolved config round-trips through YAML
     again = load_config(write(tmp_path / "resolved.yaml", to_yaml(cfg)))
     assert again == cfg
