@@ -345,13 +345,19 @@ def _tensor_tail(device: torch.device | str | None) -> list:
     return [ToTensor()] + ([ToDevice(gpu, non_blocking=True)] if gpu is not None else [])
 
 
-def train_image_pipeline(resolution: int, device: torch.device | str | None = None) -> list:
-    """Random resized crop (scale 0.08-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW."""
+def train_image_pipeline(
+    resolution: int,
+    device: torch.device | str | None = None,
+    min_scale: float = 0.08,
+) -> list:
+    """Random resized crop (scale min_scale-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW."""
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
     from ffcv.transforms import RandomHorizontalFlip, ToTorchImage
 
     return [
-        RandomResizedCropRGBImageDecoder((int(resolution), int(resolution))),
+        RandomResizedCropRGBImageDecoder(
+            (int(resolution), int(resolution)), scale=(float(min_scale), 1.0)
+        ),
         RandomHorizontalFlip(),
         *_tensor_tail(device),
         ToTorchImage(),

@@ -271,7 +271,9 @@ class HashtagDataModule(L.LightningDataModule):
             device, rank, world = self._placement()
             order = make_resampled_order(self.sampler, rank, world)
             pipelines = {
-                "image": train_image_pipeline(self.data_cfg.resolution, device),
+                "image": train_image_pipeline(
+                    self.data_cfg.resolution, device, self.data_cfg.crop_min_scale
+                ),
                 "labels": labels_pipeline(),
                 "num_labels": None,
                 "sample_id": int_pipeline(),

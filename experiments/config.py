@@ -102,7 +102,9 @@ class DataConfig:
     min_count: int = 3  # a hashtag must occur at least this often in the corpus
     ambiguity: str = "first_sense"  # first_sense | drop: a hashtag naming several synsets
     stop_tags: list[str] = field(default_factory=lambda: list(DEFAULT_STOP_TAGS))
-    max_tag_share: float = 0.25  # automatic noise criterion: tags on a larger share of images are dropped
+    max_tag_share: float = (
+        0.25  # automatic noise criterion: tags on a larger share of images are dropped
+    )
     drop_category_names: bool = True  # openclipart: folder names are not user tags
     max_labels: int = 8  # label width in the .beton (padded with -1; beyond it dropped)
     # --- dedup, scale, shards -----------------------------------------------------------------
@@ -118,6 +120,7 @@ class DataConfig:
     shard_size: int = 0  # images per .beton shard (0 = one shard)
     # --- loading ------------------------------------------------------------------------------
     resolution: int = 64  # crop size fed to the network
+    crop_min_scale: float = 0.08  # RandomResizedCrop's smallest area share (ImageNet: 0.08)
     batch_size: int = 64  # per device
     num_workers: int = 2
     sampling: str = "sqrt"  # natural | sqrt | uniform

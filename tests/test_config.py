@@ -22,7 +22,7 @@ def test_defaults_are_typed_dataclasses():
 
 
 def test_yaml_composes_with_defaults_chain_and_overrides(tmp_path):
-    base = write(tmp_path / "base.yaml", "data:\n  scale: 0.5\n  vocab: in1k\nseed: 3\n")
+    write(tmp_path / "base.yaml", "data:\n  scale: 0.5\n  vocab: in1k\nseed: 3\n")
     child = write(tmp_path / "child.yaml", "defaults: [base.yaml]\ndata:\n  vocab: raw\n")
     cfg = load_config(child, ["data.top_k=100", "pretrained=/x/y.ckpt", "model.layers=[1,2,2,1]"])
     assert cfg.data.scale == 0.5  # from base
