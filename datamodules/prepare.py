@@ -325,16 +325,8 @@ def _build_vocab(data_cfg: Any, scan_dir: Path, out: Path, progress: bool) -> No
     if data_cfg.source == "openclipart" and data_cfg.drop_category_names:
         for category in sorted({r["category"] for r in rows if r["category"]}):
             extra_stop += [category, category.replace("_", "")]
-    vocab, report = hashtags.build_vocabulary(
-        counts,
-        len(rows),
-        vocab=data_cfg.vocab,
-        top_k=data_cfg.top_k,
-        min_count=data_cfg.min_count,
-        ambiguity=data_cfg.ambiguity,
-        stop_tags=data_cfg.stop_tags,
-        max_tag_share=data_cfg.max_tag_share,
-        extra_stop_tags=extra_stop,
+    vocab, report = hashtags.build_vocabulary_from_config(
+        counts, len(rows), data_cfg, extra_stop_tags=extra_stop
     )
     if len(vocab) == 0:
         raise UserInputError(

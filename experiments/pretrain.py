@@ -13,9 +13,7 @@ SLURMEnvironment requeues the job on a time-out signal and the newest checkpoint
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 from datamodules.errors import UserInputError
 from experiments.cli import add_config_arguments, config_from_args
 from experiments.config import RunConfig, to_dict
+from experiments.loggers import run_loggers
 from experiments.rundir import RunDir
 
 
@@ -98,32 +97,6 @@ def resolve_precision(trainer_cfg) -> str:
     return "bf16-mixed" if gpu else "32-true"
 
 
-def _loggers(cfg: RunConfig, run: RunDir) -> list:
-    import wandb
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
-
-    loggers: list = []
-    if cfg.logging.csv:
-        loggers.append(CSVLogger(save_dir=str(run.path), name="logs", version=""))
-    if cfg.logging.wandb:
-        mode = os.environ.get("WANDB_MODE") or cfg.logging.wandb_mode
-        loggers.append(
-            WandbLogger(
-                name=run.name,
-                project=cfg.logging.wandb_project,
-                save_dir=str(run.path / "logs"),
-                id=hashlib.sha1(str(run.path.resolve()).encode()).hexdigest()[:16],
-                resume="allow",
-                offline=mode == "offline",
-                mode=mode,
-                config=to_dict(cfg),
-                # console capture and the system monitor cost ~5x training speed on 2 cores
-                settings=wandb.Settings(console="off", x_disable_stats=True),
-            )
-        )
-    return loggers
-
-
 def build_trainer(cfg: RunConfig, run: RunDir, *, max_steps: int, batches_per_val: int | None):
     """The Lightning Trainer: DDP/SLURM/torchrun detection, checkpoints, loggers, precision."""
     import lightning as L
@@ -139,7 +112,7 @@ def build_trainer(cfg: RunConfig, run: RunDir, *, max_steps: int, batches_per_va
             save_last=True,
         )
     ]
-    loggers = _loggers(cfg, run)
+    loggers = run_loggers(cfg, run)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     plugins = [SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else None

@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import torch
 from datamodules.errors import UserInputError
 from experiments.cli import add_config_arguments, config_from_args
 from experiments.config import RunConfig
+from experiments.loggers import run_loggers
 from experiments.rundir import RunDir, atomic_write_bytes
 
 PROTOCOLS = ("linear", "finetune")
@@ -204,28 +204,9 @@ def _linear(cfg: RunConfig, backbone, files) -> dict:
 def _finetune_trainer(cfg: RunConfig, run: RunDir, total_steps: int):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
-
-    from experiments.config import to_dict
 
     t = cfg.trainer
-    loggers: list = []
-    if cfg.logging.csv:
-        loggers.append(CSVLogger(save_dir=str(run.path), name="logs", version=""))
-    if cfg.logging.wandb:
-        mode = os.environ.get("WANDB_MODE") or cfg.logging.wandb_mode
-        loggers.append(
-            WandbLogger(
-                name=run.name,
-                project=cfg.logging.wandb_project,
-                save_dir=str(run.path / "logs"),
-                id=hashlib.sha1(str(run.path.resolve()).encode()).hexdigest()[:16],
-                resume="allow",
-                offline=mode == "offline",
-                mode=mode,
-                config=to_dict(cfg),
-            )
-        )
+    loggers = run_loggers(cfg, run)
     callbacks = [
         ModelCheckpoint(
             dirpath=str(run.checkpoints),
