@@ -8,10 +8,10 @@ printed on one line and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from datamodules.errors import UserInputError
+from experiments.cli import import_optional
 
 VERBS: dict[str, tuple[str, str]] = {
     # verb: (module, one-line help)
@@ -41,16 +41,6 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
-def _load(verb: str):
-    module_name, _ = VERBS[verb]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -60,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb '{verb}'; valid verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    module = _load(verb)
+    module = import_optional(VERBS[verb][0])
     if module is None:
         print(f"error: `{verb}` is not implemented yet in this checkout", file=sys.stderr)
         return 3

@@ -8,10 +8,10 @@ Each benchmark is a module ``experiments.benchmarks.<name>`` with ``add_argument
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 
+from experiments.cli import import_optional
 from experiments.rundir import atomic_write_json
 
 BENCHMARKS = {
@@ -37,13 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _module(name: str):
-    module_name = f"experiments.benchmarks.{name}"
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
+    return import_optional(f"experiments.benchmarks.{name}")
 
 
 def run(args: argparse.Namespace) -> int:

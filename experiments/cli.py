@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+from types import ModuleType
 from typing import Any
 
 from experiments.config import load_config
@@ -21,3 +23,16 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
 
 def config_from_args(args: argparse.Namespace) -> Any:
     return load_config(args.config, args.overrides)
+
+
+def import_optional(module_name: str) -> ModuleType | None:
+    """The module, or None when that very module does not exist (a verb not built yet).
+
+    An import error inside the module (a missing dependency of it) still raises.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
