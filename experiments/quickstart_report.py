@@ -47,7 +47,7 @@ def plot_bars(table, metric: str, out: Path) -> Path:
     ax.set_xticks(np.arange(len(targets)), targets)
     ax.set_ylabel(f"linear-probe {metric}")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
