@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,16 @@ import torch
 from datamodules.ffcv_store import run_in_fresh_process, write_hashtag_beton
 from datamodules.pretrain import HashtagDataModule
 from datamodules.sampling import shard_for_rank
+from experiments.config import DataConfig
 
 V, WIDTH, NUM_TRAIN, NUM_VAL, BATCH = 14, 4, 240, 40, 16
 TRIPLES = list(itertools.combinations(range(V), 3))
 
 
-@dataclass
-class _Data:
-    """The DataConfig fields HashtagDataModule reads (tests stay independent of the schema)."""
-
-    batch_size: int = BATCH
-    num_workers: int = 1
-    resolution: int = 24
-    sampling: str = "sqrt"
-    sampling_combine: str = "mean"
-    label_noise: float = 0.0
-    label_noise_dist: str = "natural"
+def _Data(**overrides) -> DataConfig:  # noqa: N802
+    """The data section these tests run with: small batches and crops, one loader thread."""
+    fields = dict(batch_size=BATCH, num_workers=1, resolution=24, sampling="sqrt")
+    return DataConfig(**{**fields, **overrides})
 
 
 class _Rows:

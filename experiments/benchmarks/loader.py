@@ -20,7 +20,6 @@ import json
 import os
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -123,15 +122,13 @@ def _rate(batches, count_images) -> float:
 
 def _ffcv_rate(folder: Path, args) -> float:
     from datamodules.pretrain import HashtagDataModule
+    from experiments.config import DataConfig
 
-    cfg = SimpleNamespace(
+    cfg = DataConfig(
         batch_size=args.batch,
         num_workers=args.workers,
         resolution=args.resolution,
         sampling="natural",
-        sampling_combine="mean",
-        label_noise=0.0,
-        label_noise_dist="natural",
     )
     dm = HashtagDataModule(cfg, seed=0, prepared_dir=folder)
     batches = dm.train_dataloader()

@@ -23,7 +23,7 @@ from PIL import Image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=int, default=4000, help="images to write")
+    parser.add_argument("--images", type=int, default=16000, help="images to write")
     parser.add_argument("--size", type=int, default=128, help="image side in px")
     parser.add_argument("--workers", type=int, default=2, help="FFCV writer processes (cores)")
     parser.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"))
