@@ -84,6 +84,20 @@ def _check_config(cfg: RunConfig) -> None:
 # linear probe
 
 
+def _target_datamodule(cfg: RunConfig, files):
+    """The target's FFCV datamodule, shared by feature extraction and fine-tuning."""
+    from datamodules.transfer import TargetDataModule
+
+    t = cfg.transfer
+    return TargetDataModule(
+        files,
+        resolution=t.resolution,
+        batch_size=t.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+    )
+
+
 def _feature_cache_path(cfg: RunConfig, backbone, files) -> Path:
     t = cfg.transfer
     seeded = backbone.init == "random" or t.bn_recalibrate  # the seed changes these features
@@ -106,7 +120,6 @@ def _device() -> torch.device:
 
 def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
     """Train/val features and labels of the target, from the cache or computed and cached."""
-    from datamodules.transfer import TargetDataModule
     from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
 
     path = _feature_cache_path(cfg, backbone, files)
@@ -114,13 +127,7 @@ def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.nda
         with np.load(path) as npz:
             return {k: npz[k] for k in npz.files}
     t = cfg.transfer
-    dm = TargetDataModule(
-        files,
-        resolution=t.resolution,
-        batch_size=t.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-    )
+    dm = _target_datamodule(cfg, files)
     device = _device()
     # One shuffled loader over train: BN recalibration reads its first images (covering the
     # classes), then the same loader (already compiled) yields the train features with labels.
@@ -246,18 +253,11 @@ def _finetune_trainer(cfg: RunConfig, run: RunDir, total_steps: int):
 def _finetune(cfg: RunConfig, backbone, files, run: RunDir) -> dict:
     import lightning as L
 
-    from datamodules.transfer import TargetDataModule
     from lightning_modules.transfer import FineTuner
 
     t = cfg.transfer
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = TargetDataModule(
-        files,
-        resolution=t.resolution,
-        batch_size=t.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-    )
+    dm = _target_datamodule(cfg, files)
     total_steps = max(1, math.ceil(t.images_seen / t.batch_size))
     model = FineTuner(
         backbone.net,
