@@ -168,7 +168,11 @@ def run(args: argparse.Namespace) -> int:
     pre = pretrain_configs(plan)
     main_cfg = pre["hashtag"]
     total = 4
-    _banner(1, total, f"prepare {plan.data}: tags -> vocabulary -> dedup -> .beton (cached for later runs)")
+    _banner(
+        1,
+        total,
+        f"prepare {plan.data}: tags -> vocabulary -> dedup -> .beton (cached for later runs)",
+    )
     from datamodules.prepare import ensure_prepared
 
     prepared = ensure_prepared(main_cfg.data, main_cfg.seed)
