@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from datamodules.errors import UserInputError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -40,3 +43,19 @@ def json_bytes(obj: Any) -> bytes:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, json_bytes(obj))
+
+
+def iter_jsonl(
+    path: str | os.PathLike, where: Callable[[int], str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line of a JSONL file; a line that is not
+    JSON is a UserInputError that starts with ``where(line)`` (default ``path:line``)."""
+    where = where or (lambda n: f"{path}:{n}")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserInputError(f"{where(n)}: not valid JSON ({exc.msg})") from None

@@ -18,7 +18,6 @@ Lookup (what the WordNet lexicon makes of each tag, no corpus)::
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from datamodules.hashtags import (
     label_stats,
     write_vocabulary,
 )
+from datamodules.io import iter_jsonl
 from experiments.config import DataConfig, load_config
 
 LOOKUP = "lookup"
@@ -93,22 +93,15 @@ def read_tags_file(path: str | Path) -> tuple[list[list[str]], list[str | None]]
         raise UserInputError(f"--tags-file {path} not found")
     tag_lists: list[list[str]] = []
     categories: list[str | None] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            tags = obj.get("tags", []) if isinstance(obj, dict) else None
-            caption = obj.get("caption") if isinstance(obj, dict) else None
-            if not isinstance(tags, list) or not isinstance(caption, str | None):
-                raise UserInputError(
-                    f'{path}:{n}: expected {{"tags": [..]}} and/or {{"caption": "..."}}'
-                )
-            tag_lists.append(image_tags([str(t) for t in tags], caption))
-            categories.append(obj.get("category"))
+    for n, obj in iter_jsonl(path):
+        tags = obj.get("tags", []) if isinstance(obj, dict) else None
+        caption = obj.get("caption") if isinstance(obj, dict) else None
+        if not isinstance(tags, list) or not isinstance(caption, str | None):
+            raise UserInputError(
+                f'{path}:{n}: expected {{"tags": [..]}} and/or {{"caption": "..."}}'
+            )
+        tag_lists.append(image_tags([str(t) for t in tags], caption))
+        categories.append(obj.get("category"))
     return tag_lists, categories
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from datamodules.errors import UserInputError
 from datamodules.hashtags import extract_hashtags
+from datamodules.io import iter_jsonl
 from datamodules.sources.base import TaggedImage
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
@@ -47,22 +48,12 @@ def _read_rows(path: Path) -> tuple[list[dict], list[str]]:
         )
     if fmt == "jsonl":
         rows, columns = [], {}
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserInputError(
-                        f"manifest {path}, line {n}: not valid JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise UserInputError(
-                        f"manifest {path}, line {n}: each line must be a JSON object"
-                    )
-                rows.append(row)
-                columns.update(dict.fromkeys(row))
+        where = lambda n: f"manifest {path}, line {n}"  # noqa: E731
+        for n, row in iter_jsonl(path, where):
+            if not isinstance(row, dict):
+                raise UserInputError(f"{where(n)}: each line must be a JSON object")
+            rows.append(row)
+            columns.update(dict.fromkeys(row))
         return rows, list(columns)
     import pandas as pd
 
