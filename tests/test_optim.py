@@ -1,12 +1,12 @@
 """Linear scaling, warm-up, step/cosine decay, schedule heuristic, weight-decay groups."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from datamodules.errors import UserInputError
+from experiments.config import OptimConfig, ScheduleConfig
 from lightning_modules.optim import (
     build_scheduler,
     build_sgd,
@@ -17,7 +17,8 @@ from lightning_modules.optim import (
 
 
 def _cfgs(**schedule):
-    optim = SimpleNamespace(
+    """The schema's optim and schedule sections with the values these tests assume."""
+    optim = OptimConfig(
         base_lr=0.1,
         reference_batch=256,
         momentum=0.9,
@@ -25,7 +26,7 @@ def _cfgs(**schedule):
         weight_decay=1e-4,
         wd_exclude_bn_bias=True,
     )
-    sched = SimpleNamespace(
+    fields = dict(
         images_seen=1_000_000,
         warmup_images=100_000,
         decay="step",
@@ -37,9 +38,7 @@ def _cfgs(**schedule):
         heuristic_large_dataset=3_500_000_000,
         heuristic_large_epochs=2.0,
     )
-    for k, v in schedule.items():
-        setattr(sched, k, v)
-    return optim, sched
+    return optim, ScheduleConfig(**{**fields, **schedule})
 
 
 def _lrs(optim_cfg, sched_cfg, global_batch, steps):
