@@ -31,8 +31,10 @@ get weight 0 under ``sqrt`` and ``uniform`` (they carry no hashtag to balance).
 
 An epoch is ``num_draws`` indices (by default the number of training images) drawn with
 replacement from the per-image weights, seeded by (seed, epoch). Memory: float32 weights and
-int32 indices, 8 bytes per image; drawing is blockwise (a multinomial over blocks of images,
-then inverse-CDF within each block), so temporaries are O(block) and 1e8 draws take seconds.
+int32 indices, 8 bytes per image; drawing is blockwise and chunkwise (see ``draw_indices``),
+on a few threads, so temporaries are O(block + chunk) plus a small count table. Measured on 2
+cores (``python -m experiments bench sampling``): counts, weights and a 1e8-draw epoch of 1e8
+Zipf-labelled images in about 5 s.
 
 Label noise (``data.label_noise`` p, ``data.label_noise_dist``): at load time every label of a
 batch is, with probability p, replaced by a hashtag drawn from the natural frequency
@@ -44,7 +46,10 @@ lands in, and one .beton serves every noise level. A replacement may equal the o
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -56,6 +61,8 @@ COMBINE_MODES = ("mean", "max", "sum")
 NOISE_DISTS = ("natural", "uniform")
 _EXPONENT = {"natural": 1.0, "sqrt": 0.5, "uniform": 0.0}
 DRAW_BLOCK = 1 << 16  # images per block of the blockwise draw
+DRAW_CHUNK = 1 << 18  # output positions per chunk (shuffled in cache)
+MAX_CHUNKS = 1024  # chunks grow beyond DRAW_CHUNK past 2.7e8 draws (bounds the count table)
 _NOISE_DECIDE, _NOISE_PICK = 0, 1  # hash streams: replace or not; which hashtag
 
 
@@ -95,7 +102,8 @@ def image_weights(
     label_chunks: Iterable[np.ndarray], counts: np.ndarray, mode: str, combine: str
 ) -> np.ndarray | None:
     """Per-image draw weights, float32 [N], from padded label rows (int32 [n, W], -1 = none),
-    given chunk by chunk in image order (see ``ffcv_store.iter_label_chunks``).
+    given chunk by chunk in image order (see ``ffcv_store.iter_label_chunks``). Chunks are
+    processed on a few threads, a bounded number at a time.
 
     Returns None for ``natural`` (epochs are permutations; see the module doc).
     """
@@ -103,24 +111,32 @@ def image_weights(
     _check(combine, COMBINE_MODES, "data.sampling_combine")
     if mode == "natural":
         return None
-    per_tag = hashtag_weights(counts, mode)
-    parts = []
-    for labels in label_chunks:
+    # one gather per label column: id -1 (padding) picks the appended 0
+    table = np.append(hashtag_weights(counts, mode), 0.0).astype(np.float32)
+
+    def combined(labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels)
-        valid = labels >= 0
-        if labels.size and labels.max() >= len(per_tag):
+        if labels.size and (labels.max() >= len(table) - 1 or labels.min() < -1):
             raise ValueError(
-                f"label id {int(labels.max())} >= vocabulary size {len(per_tag)}: the counts do "
-                "not belong to this .beton"
+                f"label ids span {int(labels.min())}..{int(labels.max())}, outside -1 (padding)"
+                f"..{len(table) - 2}: the counts do not belong to this .beton"
             )
-        w = np.where(valid, per_tag[np.where(valid, labels, 0)], 0.0)
-        if combine == "max":
-            combined = w.max(axis=1)
-        else:
-            combined = w.sum(axis=1)
-            if combine == "mean":
-                combined = combined / np.maximum(valid.sum(axis=1), 1)
-        parts.append(combined.astype(np.float32))
+        if labels.shape[1] == 0:
+            return np.zeros(len(labels), np.float32)
+        out = table[labels[:, 0]]
+        present = (labels[:, 0] >= 0).astype(np.float32) if combine == "mean" else None
+        for j in range(1, labels.shape[1]):
+            if combine == "max":
+                np.maximum(out, table[labels[:, j]], out=out)
+            else:
+                out += table[labels[:, j]]
+            if present is not None:
+                present += labels[:, j] >= 0
+        if present is not None:
+            out /= np.maximum(present, 1.0)
+        return out
+
+    parts = list(_map_ordered(combined, label_chunks))
     weights = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if not (weights > 0).any():
         raise UserInputError("every training image has weight 0 (no labels); check the .beton")
@@ -129,11 +145,38 @@ def image_weights(
 
 def label_counts(label_chunks: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
     """Hashtag frequencies (images carrying each id) from padded label rows, int64 [V]."""
-    counts = np.zeros(int(vocab_size), dtype=np.int64)
-    for labels in label_chunks:
-        ids = np.asarray(labels).reshape(-1)
-        counts += np.bincount(ids[ids >= 0], minlength=int(vocab_size))[: int(vocab_size)]
+    v = int(vocab_size)
+
+    def count(labels: np.ndarray) -> np.ndarray:
+        ids = np.asarray(labels).reshape(-1).astype(np.int64) + 1  # padding -1 -> bin 0
+        return np.bincount(ids, minlength=v + 1)[1 : v + 1]
+
+    counts = np.zeros(v, dtype=np.int64)
+    for part in _map_ordered(count, label_chunks):
+        counts += part
     return counts
+
+
+def _map_ordered(fn, items: Iterable, threads: int | None = None):
+    """``map(fn, items)`` on a few threads (numpy releases the GIL), results in order, with at
+    most 2 x threads items read ahead (an iterator over a huge file stays O(chunk) in memory)."""
+    threads = threads or worker_threads()
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def worker_threads() -> int:
+    """Threads for the CPU-side sampling work: the cores this process may use, at most 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,38 +188,74 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
 
 
 def draw_indices(
-    weights: np.ndarray, num_draws: int, rng: np.random.Generator, block: int = DRAW_BLOCK
+    weights: np.ndarray,
+    num_draws: int,
+    rng: np.random.Generator,
+    block: int = DRAW_BLOCK,
+    chunk: int = DRAW_CHUNK,
+    threads: int | None = None,
 ) -> np.ndarray:
-    """``num_draws`` indices drawn i.i.d. with probability weights[i] / sum(weights), int32,
-    in random order. Exact: a multinomial over blocks of ``block`` images, inverse-CDF of sorted
-    uniforms within each block (float64 cumulative sums of one block at a time), then one
-    in-place shuffle (the dominant cost at 1e8 draws: random memory access)."""
+    """``num_draws`` indices drawn i.i.d. with probability weights[i] / sum(weights), int32.
+
+    Exact, and cache-friendly at 1e8 draws (no pass of random access over the whole output):
+
+    1. The output is cut into chunks of ``chunk`` positions; each chunk's draws are split over
+       blocks of ``block`` images by a multinomial on the block totals (a [chunks, blocks]
+       count table, O(num_draws / chunk * n / block) memory).
+    2. Per block: all its draws at once by inverse CDF of sorted uniforms (exponential
+       spacings make the search a cache-friendly sweep), shuffled within the block (which
+       makes the split among chunks uniformly random) and scattered to the chunks' slots.
+    3. Per chunk: one in-cache shuffle, so every position is an i.i.d. draw.
+
+    Blocks and chunks each get a generator spawned from ``rng``, so the result is the same for
+    any ``threads`` (default: :func:`worker_threads`)."""
     weights = np.asarray(weights)
-    n = len(weights)
+    n, num_draws = len(weights), int(num_draws)
     if n >= np.iinfo(np.int32).max:
         raise ValueError(f"{n} images do not fit int32 indices")
     starts = np.arange(0, n, block)
     totals = np.add.reduceat(weights, starts, dtype=np.float64) if n else np.zeros(0)
     if not n or totals.sum() <= 0:
         raise ValueError("cannot draw from weights that are all zero")
-    per_block = rng.multinomial(int(num_draws), totals / totals.sum())
-    out = np.empty(int(num_draws), dtype=np.int32)
-    pos = 0
-    for b in np.flatnonzero(per_block):
-        lo = int(starts[b])
+    chunk = max(int(chunk), -(-num_draws // MAX_CHUNKS), 1)
+    sizes = np.full(max(1, -(-num_draws // chunk)), chunk, dtype=np.int64)
+    sizes[-1] = num_draws - chunk * (len(sizes) - 1)
+    p = totals / totals.sum()
+    counts = np.stack([rng.multinomial(int(s), p) for s in sizes])  # [chunks, blocks]
+    # first output slot of (chunk c, block b): chunk c's start + draws of c in blocks < b
+    slot = np.cumsum(counts, axis=1) - counts
+    slot += (np.cumsum(sizes) - sizes)[:, None]
+    children = rng.spawn(len(starts) + len(sizes))
+    out = np.empty(num_draws, dtype=np.int32)
+
+    def fill_block(b: int) -> None:
+        lo, gen = int(starts[b]), children[b]
         cdf = np.cumsum(weights[lo : lo + block], dtype=np.float64)
-        k = int(per_block[b])
-        # k sorted uniforms from exponential spacings: sorted queries make the search a
-        # cache-friendly sweep (3x faster than k random binary searches)
-        spacings = np.cumsum(rng.standard_exponential(k + 1))
+        per_chunk = counts[:, b]
+        hit = np.flatnonzero(per_chunk)
+        k_c = per_chunk[hit]
+        k = int(k_c.sum())
+        spacings = np.cumsum(gen.standard_exponential(k + 1))
         picks = np.searchsorted(cdf, spacings[:-1] * (cdf[-1] / spacings[-1]), side="right")
         # u * total can round up to total: fall back to the last image with weight
         overflow = picks >= len(cdf)
         if overflow.any():
             picks[overflow] = int(np.flatnonzero(np.diff(cdf, prepend=0.0) > 0)[-1])
-        out[pos : pos + k] = picks + lo
-        pos += k
-    rng.shuffle(out)
+        picks = picks.astype(np.int32)
+        picks += lo
+        gen.shuffle(picks)
+        dest = np.repeat(slot[hit, b] - (np.cumsum(k_c) - k_c), k_c)
+        dest += np.arange(k)
+        out[dest] = picks
+
+    def shuffle_chunk(c: int) -> None:
+        lo = int(c * chunk)
+        children[len(starts) + c].shuffle(out[lo : lo + int(sizes[c])])
+
+    threads = threads or worker_threads()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fill_block, np.flatnonzero(counts.sum(axis=0))))
+        list(pool.map(shuffle_chunk, range(len(sizes))))
     return out
 
 

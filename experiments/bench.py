@@ -19,6 +19,7 @@ BENCHMARKS = {
     "sources": "synthetic world rendering and tag sampling (images/s)",
     "write": "writing .beton shards (images/s)",
     "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit",
+    "sampling": "resampling weights plus a 1e8-draw epoch index (seconds, bytes/image)",
     "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",
     "train": "training throughput (images/s; MFU on a GPU)",
 }

@@ -98,6 +98,25 @@ def test_blockwise_draw_matches_weights_exactly_across_blocks():
     assert np.mean(np.diff(draws) > 0) < 0.6
 
 
+def test_every_chunk_of_the_output_is_an_unbiased_draw_whatever_the_thread_count():
+    rng = np.random.default_rng(0)
+    weights = rng.random(1000).astype(np.float32)
+    draw = dict(num_draws=300_000, block=64, chunk=1000)
+    draws = draw_indices(weights, rng=np.random.default_rng(2), threads=2, **draw)
+    assert np.array_equal(
+        draws, draw_indices(weights, rng=np.random.default_rng(2), threads=1, **draw)
+    )
+    expected = weights.astype(np.float64) / weights.sum(dtype=np.float64)
+    # the first 30 chunks alone (a split of sorted block draws that is not uniformly random
+    # would give early chunks the low indices of each block), and the first positions of
+    # every chunk (a missing in-chunk shuffle would order them by block)
+    positions = np.arange(len(draws))
+    for part in (draws[:30_000], draws[positions % 1000 < 30]):
+        hist = np.bincount(part, minlength=1000)
+        assert stats.chisquare(hist, expected * len(part)).pvalue > 1e-3
+        assert abs(np.mean(part % 64) - np.sum(expected * (np.arange(1000) % 64))) < 0.5
+
+
 def test_memory_is_at_most_8_bytes_per_image():
     n = 1_000_000
     labels = np.full((n, 2), -1, np.int32)
