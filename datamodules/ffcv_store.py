@@ -352,13 +352,15 @@ def train_image_pipeline(
 ) -> list:
     """Random resized crop (scale min_scale-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW."""
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import RandomHorizontalFlip, ToTorchImage
+    from ffcv.transforms import ToTorchImage
+
+    from datamodules.ffcv_flip import InPlaceRandomHorizontalFlip
 
     return [
         RandomResizedCropRGBImageDecoder(
             (int(resolution), int(resolution)), scale=(float(min_scale), 1.0)
         ),
-        RandomHorizontalFlip(),
+        InPlaceRandomHorizontalFlip(),
         *_tensor_tail(device),
         ToTorchImage(),
     ]
