@@ -34,8 +34,10 @@ VOCAB = 100
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=256, help="stored image side (px)")
-    parser.add_argument("--resolution", type=int, default=64, help="crop side fed to the net")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--resolution", type=int, default=224, help="crop side fed to the net")
+    parser.add_argument(
+        "--batch", type=int, default=24, help="per loader (default: the paper's per-GPU batch)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median reported)")
     parser.add_argument("--cache-dir", default=".cache/bench-loader")
