@@ -14,6 +14,7 @@ from datamodules.sampling import (
     apply_label_noise,
     draw_indices,
     hash_uniform,
+    hashtag_weights,
     image_weights,
     label_counts,
     shard_for_rank,
@@ -186,3 +187,23 @@ def test_bad_options_are_user_errors():
         image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median")
     with pytest.raises(UserInputError, match="label_noise"):
         apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 0, 1.5, "natural", counts, 0)
+
+
+def test_weights_reject_labels_outside_the_vocabulary():
+    counts = np.array([3, 1, 2])
+    for bad in (np.array([[0, 3]], np.int32), np.array([[0, -2]], np.int32)):
+        with pytest.raises(ValueError, match="do not belong to this .beton"):
+            image_weights([bad], counts, "sqrt", "mean")
+
+
+def test_weights_and_counts_stream_chunks_in_order_on_threads():
+    rows = _zipf_corpus(30_000, 4, max_per_image=3, seed=2)
+    counts = label_counts([rows], V)
+    chunked = [rows[i : i + 1000] for i in range(0, len(rows), 1000)]
+    assert np.array_equal(label_counts(iter(chunked), V), counts)
+    whole = image_weights([rows], counts, "uniform", "mean")
+    assert np.array_equal(image_weights(iter(chunked), counts, "uniform", "mean"), whole)
+    # mean of the present hashtags' weights, row by row
+    table = np.append(hashtag_weights(counts, "uniform"), 0.0).astype(np.float32)
+    expected = table[rows].sum(axis=1) / (rows >= 0).sum(axis=1)
+    np.testing.assert_allclose(whole, expected, rtol=1e-6)
