@@ -237,7 +237,7 @@ class HashtagDataModule(L.LightningDataModule):
                     stacklevel=2,
                 )
                 self.hashtag_counts = counts
-        weights = image_weights(self._label_chunks(), counts, mode, combine)
+        weights = image_weights(self._label_chunks(), counts, mode, combine, self.num_train)
         self.sampler = EpochSampler(weights, self.num_train, self.seed)
 
     # --- loaders ------------------------------------------------------------------------------

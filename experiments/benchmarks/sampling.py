@@ -11,7 +11,9 @@ stage by stage on ``--images`` synthetic images whose hashtags follow Zipf(``--z
 
 The label rows come from a pool of ``--pool`` rows repeated (generating 1e8 distinct Zipf rows
 would take longer than the work measured; the weight gather does not depend on which ids
-repeat). ``bytes_per_image`` is what a run holds: weights plus one epoch's indices.
+repeat). ``bytes_per_image`` is what a run holds: weights plus one epoch's indices;
+``draw_temporary_bytes_per_image`` is the peak of what a draw allocates besides its output
+(measured with tracemalloc on a second, untimed draw).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -64,11 +67,17 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     counts = label_counts(chunks(), args.vocab)
     counted = time.perf_counter()
-    weights = image_weights(chunks(), counts, args.mode, args.combine)
+    weights = image_weights(chunks(), counts, args.mode, args.combine, args.images)
     weighted = time.perf_counter()
     sampler = EpochSampler(weights, args.images, seed=0, num_draws=args.draws)
     order = sampler.indices(0)
     drawn = time.perf_counter()
+    # temporaries of one more epoch's draw beyond the new index itself (numpy reports its
+    # allocations to tracemalloc); untimed
+    tracemalloc.start()
+    sampler.indices(1)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     return {
         "images": args.images,
         "draws": len(order),
@@ -84,4 +93,5 @@ def run(args: argparse.Namespace) -> dict:
         "weights_plus_index_s": round(drawn - counted, 2),
         "total_s": round(drawn - start, 2),
         "bytes_per_image": round(sampler.nbytes / args.images, 2),
+        "draw_temporary_bytes_per_image": round((peak - 4 * len(order)) / args.images, 3),
     }
