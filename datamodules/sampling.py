@@ -103,12 +103,12 @@ def image_weights(
     counts: np.ndarray,
     mode: str,
     combine: str,
-    num_images: int | None = None,
+    num_images: int,
 ) -> np.ndarray | None:
     """Per-image draw weights, float32 [N], from padded label rows (int32 [n, W], -1 = none),
     given chunk by chunk in image order (see ``ffcv_store.iter_label_chunks``). Chunks are
-    processed on a few threads, a bounded number at a time. Given ``num_images`` (N), the
-    weights are written into one preallocated array (4 bytes per image at peak, not 8).
+    processed on a few threads, a bounded number at a time, and written into one preallocated
+    array of ``num_images`` (N) weights: 4 bytes per image at peak.
 
     Returns None for ``natural`` (epochs are permutations; see the module doc).
     """
@@ -141,18 +141,14 @@ def image_weights(
             out /= np.maximum(present, 1.0)
         return out
 
-    if num_images is None:
-        parts = list(_map_ordered(combined, label_chunks))
-        weights = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    else:
-        weights, filled = np.empty(int(num_images), np.float32), 0
-        for part in _map_ordered(combined, label_chunks):
-            if filled + len(part) > len(weights):
-                raise ValueError(f"more label rows than num_images={num_images}")
-            weights[filled : filled + len(part)] = part
-            filled += len(part)
-        if filled != len(weights):
-            raise ValueError(f"{filled} label rows for num_images={num_images}")
+    weights, filled = np.empty(int(num_images), np.float32), 0
+    for part in _map_ordered(combined, label_chunks):
+        if filled + len(part) > len(weights):
+            raise ValueError(f"more label rows than num_images={num_images}")
+        weights[filled : filled + len(part)] = part
+        filled += len(part)
+    if filled != len(weights):
+        raise ValueError(f"{filled} label rows for num_images={num_images}")
     if not (weights > 0).any():
         raise UserInputError("every training image has weight 0 (no labels); check the .beton")
     return weights

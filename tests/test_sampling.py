@@ -48,7 +48,9 @@ def _drawn_hashtag_shares(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
 def test_single_label_resampling_matches_target_chi_square(mode, combine):
     rows = _zipf_corpus(20_000, 4, max_per_image=1)
     counts = label_counts([rows], V)
-    sampler = EpochSampler(image_weights([rows], counts, mode, combine), len(rows), seed=3)
+    sampler = EpochSampler(
+        image_weights([rows], counts, mode, combine, len(rows)), len(rows), seed=3
+    )
     target = target_shares(counts, mode)
     for epoch in (0, 1):
         observed = label_counts([rows[sampler.indices(epoch)]], V)
@@ -67,7 +69,7 @@ def test_multi_label_combines_move_toward_target_with_their_stated_bounds(mode):
     natural_tv = 0.5 * np.abs(counts / counts.sum() - target).sum()
     assert natural_tv > 0.2
     for combine in ("mean", "max", "sum"):
-        weights = image_weights([rows], counts, mode, combine)
+        weights = image_weights([rows], counts, mode, combine, len(rows))
         order = EpochSampler(weights, len(rows), 0).indices(0)
         tv = 0.5 * np.abs(_drawn_hashtag_shares(rows, order) - target).sum()
         assert tv < 0.7 * natural_tv, (combine, tv, natural_tv)
@@ -79,7 +81,7 @@ def test_multi_label_combines_move_toward_target_with_their_stated_bounds(mode):
 def test_draws_are_deterministic_in_seed_and_epoch_and_int32():
     rows = _zipf_corpus(5_000, 4, max_per_image=2)
     counts = label_counts([rows], V)
-    weights = image_weights([rows], counts, "sqrt", "mean")
+    weights = image_weights([rows], counts, "sqrt", "mean", len(rows))
     a, b = EpochSampler(weights, len(rows), 7), EpochSampler(weights, len(rows), 7)
     assert a.indices(2).dtype == np.int32 and len(a.indices(2)) == len(rows)
     assert np.array_equal(a.indices(2), b.indices(2))
@@ -128,7 +130,7 @@ def test_memory_is_8_bytes_per_image_plus_temporaries_that_do_not_grow_with_n():
     chunks = (labels[i : i + step] for i in range(0, n, step))
     tracemalloc.start()
     try:
-        weights = image_weights(chunks, counts, "sqrt", "max", num_images=n)
+        weights = image_weights(chunks, counts, "sqrt", "max", n)
         weights_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         sampler = EpochSampler(weights, n, 0)
@@ -197,7 +199,7 @@ def test_bad_options_are_user_errors():
     with pytest.raises(UserInputError, match="data.sampling="):
         target_shares(counts, "log")
     with pytest.raises(UserInputError, match="sampling_combine"):
-        image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median")
+        image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median", 2)
     with pytest.raises(UserInputError, match="label_noise"):
         apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 0, 1.5, "natural", counts, 0)
 
@@ -206,7 +208,7 @@ def test_weights_reject_labels_outside_the_vocabulary():
     counts = np.array([3, 1, 2])
     for bad in (np.array([[0, 3]], np.int32), np.array([[0, -2]], np.int32)):
         with pytest.raises(ValueError, match="do not belong to this .beton"):
-            image_weights([bad], counts, "sqrt", "mean")
+            image_weights([bad], counts, "sqrt", "mean", 1)
 
 
 def test_weights_and_counts_stream_chunks_in_order_on_threads():
@@ -214,8 +216,8 @@ def test_weights_and_counts_stream_chunks_in_order_on_threads():
     counts = label_counts([rows], V)
     chunked = [rows[i : i + 1000] for i in range(0, len(rows), 1000)]
     assert np.array_equal(label_counts(iter(chunked), V), counts)
-    whole = image_weights([rows], counts, "uniform", "mean")
-    assert np.array_equal(image_weights(iter(chunked), counts, "uniform", "mean"), whole)
+    whole = image_weights([rows], counts, "uniform", "mean", len(rows))
+    assert np.array_equal(image_weights(iter(chunked), counts, "uniform", "mean", len(rows)), whole)
     # mean of the present hashtags' weights, row by row
     table = np.append(hashtag_weights(counts, "uniform"), 0.0).astype(np.float32)
     expected = table[rows].sum(axis=1) / (rows >= 0).sum(axis=1)

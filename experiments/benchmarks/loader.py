@@ -119,15 +119,16 @@ def _labels(i: int) -> list[int]:
     return sorted(np.random.default_rng(i).choice(VOCAB, size=1 + i % 3, replace=False).tolist())
 
 
-def _rate(batches, count_images, epochs: int = 1) -> float:
-    """images/s over full passes of ``batches`` (an iterable of image tensors first): the
-    median of ``epochs`` passes."""
+def _rate(batches, epochs: int) -> float:
+    """images/s over full passes of ``batches`` (batches of images first): one untimed warm-up
+    pass (FFCV's compile, the page cache, worker start-up), then the median of ``epochs``."""
     rates = []
-    for _ in range(epochs):
+    for timed in [False] + [True] * epochs:
         start, seen = time.perf_counter(), 0
         for batch in batches:
-            seen += count_images(batch)
-        rates.append(seen / (time.perf_counter() - start))
+            seen += len(batch[0])
+        if timed:
+            rates.append(seen / (time.perf_counter() - start))
     return float(np.median(rates))
 
 
@@ -143,8 +144,7 @@ def _ffcv_rate(folder: Path, args) -> float:
     )
     dm = HashtagDataModule(cfg, seed=0, prepared_dir=folder)
     batches = dm.train_dataloader()
-    _rate(batches, lambda b: len(b[0]))  # warm-up: compile, page cache
-    return _rate(batches, lambda b: len(b[0]), args.epochs)
+    return _rate(batches, args.epochs)
 
 
 class _PilImages:
@@ -183,8 +183,7 @@ def _pil_rate(files: list[str], args, variant: str) -> float:
         persistent_workers=args.workers > 0,
         drop_last=True,
     )
-    _rate(loader, lambda b: len(b[0]))
-    return _rate(loader, lambda b: len(b[0]), args.epochs)
+    return _rate(loader, args.epochs)
 
 
 def _decode_rate(files: list[str]) -> float:
