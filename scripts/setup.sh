@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One setup path for both README commands: Debian packages, .venv, the project with its pins.
+# One setup path for both README commands: Debian packages, .venv, the project with the exact
+# pins of constraints.txt.
 # Idempotent: a second run checks and returns in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +26,12 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=".venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "[setup] installing Python packages into .venv (torch first, exact pins)"
-  # torch/torchvision first with exact pins: pip takes them from this machine's disk.
-  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/pip install -q -e ".[dev]"
+  echo "[setup] installing Python packages into .venv (exact pins: constraints.txt)"
+  # pyproject.toml declares ranges; constraints.txt pins every package to the tested version
+  # (torch/torchvision included: pip takes them from this machine's disk).
+  .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
