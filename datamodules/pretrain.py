@@ -9,8 +9,9 @@ Epochs. Each training epoch is ``num_train`` images drawn by :mod:`datamodules.s
 (``data.sampling``: a permutation for natural, weighted draws with replacement otherwise),
 a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
 (disjoint, equal counts). Label noise (``data.label_noise``) is applied to each batch at load
-time from (seed, epoch, sample_id, slot), so one .beton serves every noise level. Random crops
-and flips come from FFCV's numba threads and are not seeded.
+time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every noise
+level; the resampling weights come from the noisy labels (see :mod:`datamodules.sampling`).
+Random crops and flips come from FFCV's numba threads and are not seeded.
 
 Loaders are built once per run (a new FFCV Loader spends ~10 s compiling) and reused across
 epochs: the custom traversal order hands FFCV each epoch's draws when it asks.
@@ -40,6 +41,7 @@ from datamodules.sampling import (
     apply_label_noise,
     image_weights,
     label_counts,
+    noisy_label_chunks,
     shard_for_rank,
 )
 
@@ -112,7 +114,6 @@ class HashtagBatches:
                     labels = apply_label_noise(
                         labels,
                         sample_ids,
-                        epoch,
                         dm.label_noise,
                         dm.label_noise_dist,
                         dm.hashtag_counts,
@@ -224,7 +225,9 @@ class HashtagDataModule(L.LightningDataModule):
 
     def _build_sampler(self) -> None:
         """Weights from the labels stored in the train .beton (the exact rows the loader
-        reads), with frequencies from the same rows."""
+        reads), with frequencies from the same rows; with label noise, from those rows as
+        corrupted (the train .beton's row i has sample_id i), the clean frequencies staying
+        the noise marginal."""
         mode = str(self.data_cfg.sampling)
         combine = str(self.data_cfg.sampling_combine)
         counts = self.hashtag_counts
@@ -237,7 +240,19 @@ class HashtagDataModule(L.LightningDataModule):
                     stacklevel=2,
                 )
                 self.hashtag_counts = counts
-        weights = image_weights(self._label_chunks(), counts, mode, combine, self.num_train)
+        noisy = mode != "natural" and self.label_noise > 0
+
+        def rows():  # the labels training sees
+            chunks = self._label_chunks()
+            if not noisy:
+                return chunks
+            return noisy_label_chunks(
+                chunks, self.label_noise, self.label_noise_dist, self.hashtag_counts, self.seed
+            )
+
+        if noisy:
+            counts = label_counts(rows(), self.vocab_size)
+        weights = image_weights(rows(), counts, mode, combine, self.num_train)
         self.sampler = EpochSampler(weights, self.num_train, self.seed)
 
     # --- loaders ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Hashtag resampling and label noise: what each training epoch draws, and how its labels are
-corrupted, as pure functions of (seed, epoch).
+"""Hashtag resampling and label noise: what each training epoch draws, a pure function of
+(seed, epoch), and how the corpus's labels are corrupted, a pure function of (seed, sample_id,
+slot).
 
 Resampling (``data.sampling``). Let f(h) be hashtag h's frequency (training images carrying it).
 The target share of hashtag h among the draws is t(h) ~ f(h) (``natural``), sqrt(f(h))
@@ -36,12 +37,24 @@ on a few threads, so temporaries are O(block + chunk) plus a small count table. 
 cores (``python -m experiments bench sampling``): weights and a 1e8-draw epoch of 1e8
 Zipf-labelled images in 3.4-4.5 s.
 
-Label noise (``data.label_noise`` p, ``data.label_noise_dist``): at load time every label of a
-batch is, with probability p, replaced by a hashtag drawn from the natural frequency
-distribution (default) or uniformly over the vocabulary. The randomness is a counter-based hash
-of (seed, epoch, sample_id, slot), so it is the same whichever rank, worker or batch a sample
-lands in, and one .beton serves every noise level. A replacement may equal the original label
-(probability f(h)/sum f for natural noise, 1/V for uniform) or another label of the same image.
+Label noise (``data.label_noise`` p, ``data.label_noise_dist``). The paper corrupts the
+dataset, so the noise is fixed for the whole run: label slot j of image i is replaced with
+probability p, decided by a counter-based hash of (seed, sample_id, slot) with no epoch in it,
+so every epoch, rank, worker and batch sees the same corrupted corpus and one .beton serves
+every noise level. The replacement is drawn from the marginal (``natural``: the clean training
+frequencies f(h); ``uniform``: every id of the vocabulary) restricted to the ids the image does
+not already carry: its clean labels and the replacements of its earlier slots are excluded, so a
+replaced label always changes (the realized rate is p) and a row never holds a hashtag twice.
+The draw is exact (an integer CDF with the excluded intervals cut out; see
+:func:`_draw_excluding`) and vectorized over the batch, one pass per label slot. If an image's
+labels already cover every id with weight, the label stays.
+
+Resampling with noise uses the *noisy* labels: ``HashtagDataModule`` computes the hashtag
+frequencies and per-image weights from the noisy rows (:func:`noisy_label_chunks`, possible
+because the noise is a pure function of (seed, sample_id, slot)). A corrupted corpus is all a
+resampler would ever see; weights from the clean labels would up-weight an image for a rare tag
+it no longer carries, leaking the clean labels into which images are drawn. The replacement
+marginal itself is the clean frequencies (the distribution the corruption samples from).
 """
 
 from __future__ import annotations
@@ -347,33 +360,67 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def hash_uniform(
-    seed: int, epoch: int, sample_ids: np.ndarray, slots: np.ndarray, stream: int
-) -> np.ndarray:
+def hash_uniform(seed: int, sample_ids: np.ndarray, slots: np.ndarray, stream: int) -> np.ndarray:
     """Uniform [0, 1) float64 numbers, one per (sample_id, slot) broadcast pair, that depend only
-    on (seed, epoch, sample_id, slot, stream): a counter-based generator."""
+    on (seed, sample_id, slot, stream): a counter-based generator (no epoch: label noise is
+    fixed for the whole run)."""
     with np.errstate(over="ignore"):
         h = _mix(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) + _GOLDEN)
-        h = _mix(h ^ (np.uint64(int(epoch)) * _GOLDEN))
         h = _mix(h ^ np.asarray(sample_ids).astype(np.uint64))
         h = _mix(h ^ (np.asarray(slots).astype(np.uint64) * np.uint64(2) + np.uint64(stream)))
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def noise_weights(counts: np.ndarray, dist: str) -> np.ndarray:
+    """The marginal the replacements are drawn from, as integer weights int64 [V]: the natural
+    frequencies ``counts`` or 1 for every id of the vocabulary (``uniform``)."""
+    _check(dist, NOISE_DISTS, "data.label_noise_dist")
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or not len(counts) or (counts < 0).any():
+        raise ValueError("hashtag counts must be a non-empty 1-D array of frequencies")
+    if dist == "uniform":
+        return np.ones(len(counts), dtype=np.int64)
+    return counts.astype(np.int64)
+
+
+def _draw_excluding(
+    weights: np.ndarray, cdf: np.ndarray, excluded: np.ndarray, u: np.ndarray
+) -> np.ndarray:
+    """One id per row of ``excluded`` (int [n, k], -1 = none, repeats allowed), drawn with
+    probability weights[h] / (total - excluded mass) over the ids not excluded, from the uniform
+    numbers ``u`` [n]; -1 where every id with weight is excluded.
+
+    Exact, in integers: ``t`` is a position in the CDF with the excluded intervals cut out; it
+    is mapped back to the full CDF by stepping over each excluded interval [start, start + w)
+    that lies at or below it, in ascending id order, then found by one binary search."""
+    excluded = np.sort(excluded, axis=1)
+    valid = excluded >= 0
+    valid[:, 1:] &= excluded[:, 1:] != excluded[:, :-1]
+    safe = np.maximum(excluded, 0)
+    mass = np.where(valid, weights[safe], 0)
+    start = cdf[safe] - weights[safe]
+    remaining = int(cdf[-1]) - mass.sum(axis=1)
+    t = np.minimum((u * remaining).astype(np.int64), np.maximum(remaining - 1, 0))
+    for k in range(excluded.shape[1]):
+        t += np.where(start[:, k] <= t, mass[:, k], 0)
+    new = np.searchsorted(cdf, t, side="right")
+    return np.where(remaining > 0, new, -1)
+
+
 def apply_label_noise(
     labels: torch.Tensor | np.ndarray,
     sample_ids: torch.Tensor | np.ndarray,
-    epoch: int,
     p: float,
     dist: str,
     counts: np.ndarray,
     seed: int,
 ) -> torch.Tensor | np.ndarray:
-    """Replace each present label (id >= 0) of ``labels`` int32 [B, W] with probability ``p`` by
-    a random hashtag (``dist``: natural frequency ``counts`` or uniform over len(counts)).
-    Returns a new array of the input's kind; padding (-1) is untouched; p = 0 returns the input.
-    Deterministic in (seed, epoch, sample_id, slot)."""
-    _check(dist, NOISE_DISTS, "data.label_noise_dist")
+    """Replace each present label (id >= 0) of ``labels`` int [B, W] with probability ``p`` by a
+    hashtag drawn from the marginal ``dist`` (natural frequency ``counts``, or uniform over the
+    len(counts) ids), excluding every label the image has and the replacements made in its
+    earlier slots. Returns a new array of the input's kind; padding (-1) is untouched; p = 0
+    returns the input. A pure function of (seed, sample_id, slot): the same in every epoch."""
+    weights = noise_weights(counts, dist)
     if not 0.0 <= p <= 1.0:
         raise UserInputError(f"data.label_noise={p} must be a probability within 0..1")
     if p == 0.0:
@@ -382,18 +429,39 @@ def apply_label_noise(
     lab = labels.cpu().numpy() if as_torch else np.asarray(labels)
     ids = sample_ids.cpu().numpy() if isinstance(sample_ids, torch.Tensor) else sample_ids
     ids = np.asarray(ids).reshape(-1, 1)
+    if len(ids) != len(lab):
+        raise ValueError(f"{len(ids)} sample ids for {len(lab)} label rows")
+    if lab.size and lab.max() >= len(weights):
+        raise ValueError(f"label id {int(lab.max())} outside the {len(weights)}-id vocabulary")
     slots = np.arange(lab.shape[1]).reshape(1, -1)
-    replace = (hash_uniform(seed, epoch, ids, slots, _NOISE_DECIDE) < p) & (lab >= 0)
-    pick = hash_uniform(seed, epoch, ids, slots, _NOISE_PICK)[replace]
-    counts = np.asarray(counts)
-    if dist == "uniform":
-        new = np.minimum((pick * len(counts)).astype(np.int64), len(counts) - 1)
-    else:
-        cdf = np.cumsum(counts, dtype=np.float64)
-        new = np.searchsorted(cdf, pick * cdf[-1], side="right")
-        new = np.minimum(new, int(np.flatnonzero(counts > 0)[-1]))
+    replace = (hash_uniform(seed, ids, slots, _NOISE_DECIDE) < p) & (lab >= 0)
     noisy = lab.copy()
-    noisy[replace] = new.astype(lab.dtype)
+    cdf = np.cumsum(weights)
+    for j in np.flatnonzero(replace.any(axis=0)):
+        rows = np.flatnonzero(replace[:, j])
+        excluded = np.concatenate([lab[rows], noisy[rows, :j]], axis=1).astype(np.int64)
+        u = hash_uniform(seed, ids[rows, 0], j, _NOISE_PICK)
+        new = _draw_excluding(weights, cdf, excluded, u)
+        keep = new >= 0  # nothing left to draw: the label stays
+        noisy[rows[keep], j] = new[keep].astype(lab.dtype)
     if as_torch:
         return torch.from_numpy(noisy).to(labels.device)
     return noisy
+
+
+def noisy_label_chunks(
+    label_chunks: Iterable[np.ndarray],
+    p: float,
+    dist: str,
+    counts: np.ndarray,
+    seed: int,
+    first_id: int = 0,
+):
+    """``label_chunks`` (padded rows in sample-id order, the first with id ``first_id``) with
+    :func:`apply_label_noise` applied: the labels training will see, for the resampling
+    weights. Lazy, one chunk at a time."""
+    next_id = int(first_id)
+    for chunk in label_chunks:
+        ids = np.arange(next_id, next_id + len(chunk), dtype=np.int64)
+        next_id += len(chunk)
+        yield apply_label_noise(chunk, ids, p, dist, counts, seed)

@@ -1,5 +1,6 @@
-"""Resampling reaches its target hashtag distribution; label noise has its rate; both are
-deterministic in (seed, epoch) and small in memory."""
+"""Resampling reaches its target hashtag distribution, deterministic in (seed, epoch) and small
+in memory; label noise has its rate and marginal, never re-draws an image's own labels, and is a
+pure function of (seed, sample_id, slot)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from datamodules.sampling import (
     hashtag_weights,
     image_weights,
     label_counts,
+    noisy_label_chunks,
     shard_for_rank,
     target_shares,
 )
@@ -153,43 +155,104 @@ def test_ranks_get_disjoint_equal_shares():
     assert np.array_equal(np.sort(np.concatenate(parts)), np.sort(order[positions]))
 
 
+def _noise_marginal(counts: np.ndarray, dist: str) -> np.ndarray:
+    q = counts / counts.sum() if dist == "natural" else np.ones(len(counts))
+    return q / q.sum()
+
+
 @pytest.mark.parametrize("dist", ["natural", "uniform"])
-def test_label_noise_rate_distribution_and_determinism(dist):
+def test_label_noise_rate_is_p_and_replacements_are_new_to_the_image(dist):
     rows = torch.from_numpy(_zipf_corpus(20_000, 4, max_per_image=3, seed=1))
     counts = label_counts([rows.numpy()], V)
     ids = torch.arange(50_000, 70_000)
     p = 0.25
-    noisy = apply_label_noise(rows, ids, 4, p, dist, counts, seed=11)
+    noisy = apply_label_noise(rows, ids, p, dist, counts, seed=11)
     assert noisy.dtype == torch.int32 and noisy.shape == rows.shape
     present = rows >= 0
     assert torch.equal(noisy[~present], rows[~present])  # padding untouched
+    # every replacement changes the label, so the changed share is p itself (binomial bound)
+    n = int(present.sum())
     changed = (noisy != rows)[present].float().mean().item()
-    # a replacement can redraw the original label: expected changed share is p * (1 - P(same))
-    q = counts / counts.sum() if dist == "natural" else np.full(V, 1.0 / V)
-    slot_share = label_counts([rows.numpy()], V) / present.sum().item()
-    expected = p * (1.0 - float((slot_share * q).sum()))
-    n = present.sum().item()
-    assert abs(changed - expected) < 4 * np.sqrt(p * (1 - p) / n) + 1e-3
-    # replacements follow the noise distribution
-    new_ids = noisy[(noisy != rows) & present].numpy()
-    hist = np.bincount(new_ids, minlength=V)
-    # conditioned on "changed", id h appears with prob ~ q(h) * (1 - share of slots holding h)
-    p_cond = q * (1.0 - slot_share)
-    p_cond /= p_cond.sum()
-    keep = p_cond * len(new_ids) > 5
+    assert abs(changed - p) < 4 * np.sqrt(p * (1 - p) / n)
+    # a replacement is never one of the image's clean labels, and no row holds an id twice
+    replaced = (noisy != rows) & present
+    r, j = torch.nonzero(replaced, as_tuple=True)
+    assert not (rows[r] == noisy[r, j][:, None]).any()
+    sorted_rows = torch.sort(noisy, dim=1).values
+    assert not ((sorted_rows[:, 1:] == sorted_rows[:, :-1]) & (sorted_rows[:, 1:] >= 0)).any()
+    # the same corrupted corpus whatever the batch composition; another seed corrupts another
+    again = apply_label_noise(rows.flip(0)[:7_000], ids.flip(0)[:7_000], p, dist, counts, 11)
+    assert torch.equal(again.flip(0), noisy[-7_000:])
+    assert not torch.equal(apply_label_noise(rows, ids, p, dist, counts, seed=12), noisy)
+    assert apply_label_noise(rows, ids, 0.0, dist, counts, seed=11) is rows
+
+
+@pytest.mark.parametrize("dist", ["natural", "uniform"])
+def test_label_noise_replacements_follow_the_marginal_minus_the_image_labels(dist):
+    """Chi-square of the replacement ids against their exact expectation: for each replaced
+    slot, q(h) / (1 - q(E)) over the ids h outside the slot's excluded set E (the image's clean
+    labels and its earlier slots' labels as corrupted)."""
+    rows = _zipf_corpus(30_000, 4, max_per_image=3, seed=2)
+    counts = label_counts([rows], V)
+    q = _noise_marginal(counts, dist)
+    noisy = apply_label_noise(rows, np.arange(30_000), 0.3, dist, counts, seed=3)
+    expected = np.zeros(V)
+    observed = np.zeros(V)
+    for j in range(rows.shape[1]):
+        hit = np.flatnonzero((noisy[:, j] != rows[:, j]) & (rows[:, j] >= 0))
+        excluded = np.zeros((len(hit), V), bool)
+        for col in np.concatenate([rows[hit], noisy[hit, :j]], axis=1).T:
+            excluded[np.flatnonzero(col >= 0), col[col >= 0]] = True
+        allowed = np.where(excluded, 0.0, q[None, :])
+        expected += (allowed / allowed.sum(axis=1, keepdims=True)).sum(axis=0)
+        observed += np.bincount(noisy[hit, j], minlength=V)
+    assert observed.sum() > 5_000
+    assert not observed[expected == 0].any()
+    keep = expected > 5
     assert (
-        stats.chisquare(hist[keep], p_cond[keep] / p_cond[keep].sum() * hist[keep].sum()).pvalue
+        stats.chisquare(
+            observed[keep], expected[keep] * observed[keep].sum() / expected[keep].sum()
+        ).pvalue
         > 1e-4
     )
-    # deterministic in (seed, epoch, sample id), independent of batch composition
-    again = apply_label_noise(rows.flip(0), ids.flip(0), 4, p, dist, counts, seed=11)
-    assert torch.equal(again.flip(0), noisy)
-    assert not torch.equal(apply_label_noise(rows, ids, 5, p, dist, counts, seed=11), noisy)
-    assert apply_label_noise(rows, ids, 4, 0.0, dist, counts, seed=11) is rows
+
+
+def test_label_noise_exact_draw_on_a_tiny_vocabulary():
+    """Three ids with weights 1, 2, 3 and id 1 excluded: id 0 w.p. 1/4, id 2 w.p. 3/4; an image
+    carrying every id with weight keeps its label."""
+    counts = np.array([1, 2, 3, 0])
+    n = 40_000
+    rows = np.full((n, 2), -1, np.int32)
+    rows[:, 0] = 1
+    noisy = apply_label_noise(rows, np.arange(n), 1.0, "natural", counts, seed=0)
+    assert set(np.unique(noisy[:, 0])) == {0, 2} and (noisy[:, 1] == -1).all()
+    share0 = (noisy[:, 0] == 0).mean()
+    assert abs(share0 - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)
+    full = np.array([[0, 1, 2]], np.int32)
+    assert np.array_equal(apply_label_noise(full, [0], 1.0, "natural", counts, 0), full)
+    # uniform: the other three ids equally, the one no training image carries included
+    uniform = apply_label_noise(rows, np.arange(n), 1.0, "uniform", counts, seed=0)[:, 0]
+    shares = np.bincount(uniform, minlength=4) / n
+    assert shares[1] == 0 and np.abs(shares[[0, 2, 3]] - 1 / 3).max() < 4 * np.sqrt(2 / 9 / n)
+    # both slots of an image carrying {1, 2} replaced: the other two ids, one each
+    both = apply_label_noise(
+        np.array([[1, 2]] * 50, np.int32), np.arange(50), 1.0, "uniform", counts, 0
+    )
+    assert (np.sort(both, axis=1) == [0, 3]).all()
+
+
+def test_noisy_label_chunks_number_rows_from_first_id():
+    rows = _zipf_corpus(3_000, 4, max_per_image=3, seed=4)
+    counts = label_counts([rows], V)
+    chunks = list(
+        noisy_label_chunks([rows[:1_000], rows[1_000:]], 0.4, "natural", counts, 9, first_id=100)
+    )
+    whole = apply_label_noise(rows, np.arange(100, 3_100), 0.4, "natural", counts, 9)
+    assert np.array_equal(np.concatenate(chunks), whole)
 
 
 def test_hash_uniform_is_uniform():
-    u = hash_uniform(0, 0, np.arange(100_000).reshape(-1, 1), np.arange(2).reshape(1, -1), 0)
+    u = hash_uniform(0, np.arange(100_000).reshape(-1, 1), np.arange(2).reshape(1, -1), 0)
     assert u.min() >= 0.0 and u.max() < 1.0
     assert stats.kstest(u.reshape(-1), "uniform").pvalue > 1e-3
 
@@ -201,7 +264,9 @@ def test_bad_options_are_user_errors():
     with pytest.raises(UserInputError, match="sampling_combine"):
         image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median", 2)
     with pytest.raises(UserInputError, match="label_noise"):
-        apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 0, 1.5, "natural", counts, 0)
+        apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 1.5, "natural", counts, 0)
+    with pytest.raises(UserInputError, match="label_noise_dist"):
+        apply_label_noise(np.zeros((1, 1), np.int32), np.zeros(1), 0.1, "zipf", counts, 0)
 
 
 def test_weights_reject_labels_outside_the_vocabulary():
