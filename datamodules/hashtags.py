@@ -7,7 +7,10 @@ Pipeline (the paper's, section "Data" of PAPER.md):
 2. noise tags are dropped (:func:`build_vocabulary`): the stop list (``data.stop_tags`` plus
    ``extra_stop_tags``), tags on more than ``max_tag_share`` of the images (a tag on a large
    share of a varied corpus says nothing about the picture: ``#photooftheday``), and, when
-   per-image categories are given, tags spread nearly uniformly over the categories;
+   per-image categories are given, tags spread nearly uniformly over the categories. Tags that
+   name a category (OpenClipart's folders are the transfer target's classes) are dropped by
+   WordNet lemma and synset, not by string (:func:`category_name_tags`), and listed with
+   their category in the report;
 3. the remaining hashtags become labels. ``raw``: each hashtag is its own label (the baseline,
    no WordNet). ``in1k`` / ``wordnet``: each hashtag naming a synset of the set lands on that
    synset (see :mod:`datamodules.lexicon` for the ambiguity rule) and synonyms merge into one
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,7 +47,7 @@ from datamodules.lexicon import (
     get_lexicon,
 )
 from datamodules.tagtext import extract_hashtags, image_tags, normalize, unique_normalized
-from datamodules.wordnet import WordNet
+from datamodules.wordnet import WordNet, load_wordnet
 
 if TYPE_CHECKING:
     from experiments.config import DataConfig
@@ -54,6 +58,8 @@ __all__ = [
     "Vocabulary",
     "build_vocabulary",
     "build_vocabulary_from_config",
+    "category_name_drops",
+    "category_name_tags",
     "count_tags",
     "count_tag_categories",
     "explain",
@@ -69,6 +75,7 @@ __all__ = [
 TSV_HEADER = "id\thashtag\tsynset\tsynonyms\tcount"
 _RAW_CACHE_LIMIT = 2_000_000  # raw tag spellings remembered by Vocabulary.label
 _EXAMPLES = 20  # most frequent examples listed per drop reason in the report
+CATEGORY_NAME_RULE = "wordnet-lemmas-synsets-1"  # what category_name_tags does (a cache key)
 
 
 class Vocabulary:
@@ -200,6 +207,74 @@ def count_tag_categories(
     return out
 
 
+# ---- category names ----------------------------------------------------------------------
+def category_name_tags(
+    categories: Iterable[str],
+    tag_categories: Mapping[str, Mapping[str, int]],
+    wordnet: WordNet | None = None,
+) -> dict[str, str]:
+    """The tags of a corpus that name one of its image categories: normalized tag -> category.
+
+    A category's *name words* are its name and the words in it (``signs_and_symbols``: also
+    ``signs``, ``symbols``; ``and`` is skipped); its *lemmas* are the WordNet noun lemmas those
+    words inflect (:meth:`WordNet.morphy`: ``animals`` -> ``animal``); its *synsets* are every
+    noun sense of those lemmas. Against ``tag_categories`` (tag -> images per category,
+    :func:`count_tag_categories`), a tag names the category when
+
+    - it is a name word, or one of its own lemmas is a lemma of the category (``animal`` and
+      ``animals`` for ``animals``; ``tool``, ``tools`` for ``tools``): always; or
+    - it is (or inflects) another lemma of one of the category's synsets, a synonym (``beast``,
+      ``fauna`` for ``animals``, ``flora`` for ``plants``, ``edifice`` for ``buildings``), and
+      that category is the single one holding most of its images. A lemma of a sense the folder
+      does not mean mostly tags other folders and stays (``cock``, in tool's vulgar sense,
+      tags animals; ``house``, a sense of sign, tags buildings).
+
+    A tag naming several categories is given the first, in sorted order.
+    """
+    wn = wordnet if wordnet is not None else load_wordnet()
+    folders = []  # (category, name words, lemmas, synonyms)
+    for category in sorted({c for c in categories if c}):
+        words = [category, *(w for w in re.split(r"[\s_\-]+", category) if w and w != "and")]
+        lemmas = {lemma for w in words for lemma in wn.morphy(w)}
+        names = {normalize(w) for w in words} | {normalize(x) for x in lemmas}
+        synonyms = {
+            normalize(x) for lemma in lemmas for sid in wn.senses_of(lemma) for x in wn.lemmas(sid)
+        }
+        folders.append((category, names, lemmas, synonyms - names))
+    out: dict[str, str] = {}
+    for tag in sorted(tag_categories):
+        own = set(wn.morphy(tag))
+        forms = {tag} | {normalize(x) for x in own}
+        per_category = tag_categories[tag]
+        top = max(per_category.values(), default=0)
+        leaders = [c for c, n in per_category.items() if n == top]
+        for category, names, lemmas, synonyms in folders:
+            if tag in names or own & lemmas:
+                out[tag] = category
+                break
+            if forms & synonyms and leaders == [category]:
+                out[tag] = category
+                break
+    return out
+
+
+def category_name_drops(
+    data_cfg: DataConfig,
+    tag_lists: Iterable[Iterable[str]],
+    categories: Iterable[str | None],
+    wordnet: WordNet | None = None,
+) -> dict[str, str]:
+    """What ``data.drop_category_names`` drops from a corpus (per-image tags and categories,
+    aligned): :func:`category_name_tags` for OpenClipart, whose folders are the target
+    classes; ``{}`` for other sources or with the knob off."""
+    if not (data_cfg.drop_category_names and data_cfg.source == "openclipart"):
+        return {}
+    categories = list(categories)
+    return category_name_tags(
+        categories, count_tag_categories(tag_lists, categories), wordnet=wordnet
+    )
+
+
 # ---- building --------------------------------------------------------------------------------
 def _top(items: Mapping[str, int], n: int = _EXAMPLES) -> list[list]:
     return [[t, c] for t, c in sorted(items.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
@@ -230,6 +305,7 @@ def build_vocabulary(
     wordnet: WordNet | None = None,
     category_counts: Mapping[str, Counter] | None = None,
     max_category_spread: float = 0.0,
+    category_names: Mapping[str, str] | None = None,
 ) -> tuple[Vocabulary, dict]:
     """A vocabulary from per-tag image counts, and a JSON-able report of every decision.
 
@@ -238,8 +314,11 @@ def build_vocabulary(
     than that share of ``num_images`` are noise (0 disables). ``category_counts`` (optional,
     :func:`count_tag_categories`) with ``max_category_spread`` in (0, 1]: tags whose category
     entropy is at least that fraction of the maximum (log of the number of categories) are
-    non-visual (0 disables). A label's count is the sum of its synonyms' image counts (an
-    image with both #brownbear and #bruin adds 2); it must reach ``max(min_count, 1)``.
+    non-visual (0 disables). ``category_names`` (tag -> category, :func:`category_name_tags`):
+    tags that name a category; dropped, and reported as ``dropped.category_name`` rows
+    ``[tag, category, images]``. Like the stop tags they are never a synonym or a canonical
+    name. A label's count is the sum of its synonyms' image counts (an image with both
+    #brownbear and #bruin adds 2); it must reach ``max(min_count, 1)``.
     """
     check_choice("vocabulary (data.vocab)", vocab, VOCABS)
     check_choice("ambiguity rule (data.ambiguity)", ambiguity, AMBIGUITY_RULES)
@@ -256,7 +335,8 @@ def build_vocabulary(
 
     # -- noise ---------------------------------------------------------------------------------
     stop = {normalize(t) for t in stop_tags} | {normalize(t) for t in extra_stop_tags}
-    dropped: dict[str, dict[str, int]] = {"stop_list": {}, "max_tag_share": {}}
+    named = {normalize(t): c for t, c in (category_names or {}).items()}
+    dropped: dict[str, dict[str, int]] = {"stop_list": {}, "max_tag_share": {}, "category": {}}
     spread_drops: dict[str, float] = {}
     share_limit = max_tag_share * num_images
     num_categories = 0
@@ -266,6 +346,8 @@ def build_vocabulary(
     for tag, c in tag_counts.items():
         if tag in stop:
             dropped["stop_list"][tag] = c
+        elif tag in named:
+            dropped["category"][tag] = c
         elif 0 < max_tag_share < 1 and c > share_limit:
             dropped["max_tag_share"][tag] = c
         elif num_categories > 1 and tag in category_counts:
@@ -278,7 +360,7 @@ def build_vocabulary(
             kept[tag] = c
 
     # -- hashtags -> labels --------------------------------------------------------------------
-    forbidden = stop | set(dropped["max_tag_share"]) | set(spread_drops)
+    forbidden = stop | set(named) | set(dropped["max_tag_share"]) | set(spread_drops)
     unmatched: dict[str, dict[str, int]] = {}
     groups: dict[str, dict[str, int]] = {}  # label key (hashtag or synset) -> {hashtag: count}
     later_sense: dict[str, int] = {}
@@ -311,7 +393,8 @@ def build_vocabulary(
         beyond = {names[k]: totals[k] for k in order[top_k:]}
         order = order[:top_k]
     noise_summary = (
-        f"{len(dropped['stop_list'])} stop tags, {len(dropped['max_tag_share'])} on more than "
+        f"{len(dropped['stop_list'])} stop tags, {len(dropped['category'])} category names, "
+        f"{len(dropped['max_tag_share'])} on more than "
         f"{max_tag_share:g} of {num_images} images (data.max_tag_share), {len(spread_drops)} "
         f"spread over categories; {sum(len(u) for u in unmatched.values())} name no synset of "
         f"'{vocab}'; {len(below)} labels below data.min_count={min_count}"
@@ -367,6 +450,9 @@ def build_vocabulary(
         "dropped": {
             "stop_list": _top(dropped["stop_list"], len(dropped["stop_list"])),
             "max_tag_share": _top(dropped["max_tag_share"], len(dropped["max_tag_share"])),
+            "category_name": [
+                [t, named[t], c] for t, c in _top(dropped["category"], len(dropped["category"]))
+            ],
             "category_spread": [
                 [t, tag_counts[t], round(s, 6)]
                 for t, s in sorted(spread_drops.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -391,6 +477,7 @@ def build_vocabulary_from_config(
     wordnet: WordNet | None = None,
     category_counts: Mapping[str, Counter] | None = None,
     max_category_spread: float = 0.0,
+    category_names: Mapping[str, str] | None = None,
 ) -> tuple[Vocabulary, dict]:
     """:func:`build_vocabulary` with the knobs of the ``data`` config section."""
     return build_vocabulary(
@@ -406,6 +493,7 @@ def build_vocabulary_from_config(
         wordnet=wordnet,
         category_counts=category_counts,
         max_category_spread=max_category_spread,
+        category_names=category_names,
     )
 
 

@@ -321,12 +321,11 @@ def _load_records(scan_dir: Path) -> list[dict]:
 def _build_vocab(data_cfg: Any, scan_dir: Path, out: Path, progress: bool) -> None:
     rows = _load_records(scan_dir)
     counts = Counter(_read_json(scan_dir / "tag_counts.json"))
-    extra_stop: list[str] = []
-    if data_cfg.source == "openclipart" and data_cfg.drop_category_names:
-        for category in sorted({r["category"] for r in rows if r["category"]}):
-            extra_stop += [category, category.replace("_", "")]
+    category_names = hashtags.category_name_drops(
+        data_cfg, (r["tags"] for r in rows), (r["category"] for r in rows)
+    )
     vocab, report = hashtags.build_vocabulary_from_config(
-        counts, len(rows), data_cfg, extra_stop_tags=extra_stop
+        counts, len(rows), data_cfg, category_names=category_names
     )
     if len(vocab) == 0:
         raise UserInputError(
@@ -345,7 +344,7 @@ def _build_vocab(data_cfg: Any, scan_dir: Path, out: Path, progress: bool) -> No
     _write_json(out / "vocab_report.json", report)
     _write_json(
         out / "stage.json",
-        {"vocab_size": len(vocab), "unlabeled": unlabeled, "extra_stop_tags": extra_stop},
+        {"vocab_size": len(vocab), "unlabeled": unlabeled, "category_names": category_names},
     )
 
 
@@ -662,7 +661,7 @@ def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
 def _plan(data_cfg: Any, seed: int) -> dict:
     root = Path(data_cfg.cache_dir).expanduser() / "prepared"
     scan_key = stage_key(data_cfg, SCAN_FIELDS, _source_fingerprint(data_cfg))
-    vocab_key = stage_key(data_cfg, VOCAB_FIELDS, scan_key)
+    vocab_key = stage_key(data_cfg, VOCAB_FIELDS, scan_key, hashtags.CATEGORY_NAME_RULE)
     dedup_key = stage_key(data_cfg, DEDUP_FIELDS, scan_key, seed, dedup.MAX_THUMB_MAD)
     final_key = stage_key(data_cfg, WRITE_FIELDS, vocab_key, dedup_key, seed)
     return {

@@ -1,7 +1,8 @@
 """WordNet 3.0 nouns read straight from the Debian ``wordnet-base`` files.
 
 Two files are read: ``data.noun`` (one synset per line: lemmas, pointers, gloss) and
-``index.noun`` (one lemma per line: its synsets in WordNet's sense order, most frequent first).
+``index.noun`` (one lemma per line: its synsets in WordNet's sense order, most frequent first);
+``noun.exc`` (irregular plurals: ``geese goose``), when present, feeds :meth:`WordNet.morphy`.
 Synset ids use the ImageNet "wnid" form: ``'n' + 8-digit offset`` (``n01440764`` is the tench),
 so ImageNet class lists and WordNet meet without a lookup table.
 
@@ -22,6 +23,19 @@ from datamodules.errors import UserInputError
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 WORDNET_DIR_ENV = "WORDNET_DIR"  # environment override of the directory
 _FILES = ("data.noun", "index.noun")
+_EXCEPTIONS = "noun.exc"  # optional
+# WordNet's detachment rules for nouns (morphy(7WN)), as NLTK's WordNetCorpusReader has them
+_NOUN_SUFFIXES = (
+    ("s", ""),
+    ("ses", "s"),
+    ("ves", "f"),
+    ("xes", "x"),
+    ("zes", "z"),
+    ("ches", "ch"),
+    ("shes", "sh"),
+    ("men", "man"),
+    ("ies", "y"),
+)
 _HYPERNYM_POINTERS = ("@", "@i")  # hypernym and instance hypernym
 
 
@@ -42,9 +56,15 @@ class WordNet:
     (``brown_bear``); :meth:`senses_of` accepts any spelling of that form.
     """
 
-    def __init__(self, synsets: dict[str, Synset], senses: dict[str, tuple[str, ...]]):
+    def __init__(
+        self,
+        synsets: dict[str, Synset],
+        senses: dict[str, tuple[str, ...]],
+        exceptions: dict[str, tuple[str, ...]] | None = None,
+    ):
         self.synsets = synsets
         self.senses = senses
+        self.exceptions = exceptions or {}
 
     def __len__(self) -> int:
         return len(self.synsets)
@@ -77,6 +97,22 @@ class WordNet:
     def senses_of(self, lemma: str) -> tuple[str, ...]:
         """Synsets of a lemma in WordNet's sense order; ``()`` when it is not a noun lemma."""
         return self.senses.get(lemma.strip().lower().replace(" ", "_"), ())
+
+    def morphy(self, form: str) -> tuple[str, ...]:
+        """Noun lemmas ``form`` may be an inflection of, as WordNet's morphy finds them: an
+        irregular form's bases from ``noun.exc`` (with the form itself), else the form and what
+        each detachment rule makes of it (``animals`` -> ``animal``, ``boxes`` -> ``box``);
+        only noun lemmas of ``index.noun`` are kept, each once, in that order."""
+        form = form.strip().lower().replace(" ", "_")
+        if form in self.exceptions:
+            forms = [form, *self.exceptions[form]]
+        else:
+            forms = [form] + [
+                form[: -len(suffix)] + ending
+                for suffix, ending in _NOUN_SUFFIXES
+                if form.endswith(suffix) and len(form) > len(suffix)
+            ]
+        return tuple(f for f in dict.fromkeys(forms) if f in self.senses)
 
     def ancestors(self, synset_id: str) -> tuple[str, ...]:
         """Every synset above ``synset_id`` (not itself), nearest first, each once.
@@ -144,6 +180,19 @@ def _parse_index(path: Path) -> dict[str, tuple[str, ...]]:
     return senses
 
 
+def _parse_exceptions(path: Path) -> dict[str, tuple[str, ...]]:
+    """``noun.exc``: inflected_form base_form [base_form ...], one irregular form per line."""
+    if not path.is_file():
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 2:
+                out[fields[0]] = tuple(fields[1:])
+    return out
+
+
 def wordnet_dir(path: str | os.PathLike | None = None) -> Path:
     """The directory to read: the argument, else ``$WORDNET_DIR``, else /usr/share/wordnet."""
     return Path(path or os.environ.get(WORDNET_DIR_ENV) or DEFAULT_WORDNET_DIR)
@@ -167,10 +216,17 @@ def load_wordnet(path: str | os.PathLike | None = None) -> WordNet:
                 "argument) at a directory with WordNet 3.0's data.noun and index.noun"
             ) from None
         stamps.append((st.st_size, st.st_mtime_ns))
+    exc = root / _EXCEPTIONS
+    stamps.append((exc.stat().st_size, exc.stat().st_mtime_ns) if exc.is_file() else None)
     return _load_cached(str(root.resolve()), tuple(stamps))
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(root: str, stamps: tuple) -> WordNet:
     del stamps  # part of the cache key only: a changed file is parsed again
-    return WordNet(_parse_data(Path(root) / "data.noun"), _parse_index(Path(root) / "index.noun"))
+    root_path = Path(root)
+    return WordNet(
+        _parse_data(root_path / "data.noun"),
+        _parse_index(root_path / "index.noun"),
+        _parse_exceptions(root_path / _EXCEPTIONS),
+    )

@@ -29,6 +29,7 @@ from datamodules.hashtags import (
     VOCABS,
     Vocabulary,
     build_vocabulary_from_config,
+    category_name_drops,
     count_tag_categories,
     count_tags,
     explain,
@@ -134,9 +135,7 @@ def build(
     category_spread: float = 0.0,
 ) -> tuple[Vocabulary, dict, list[list[int]]]:
     """Vocabulary, report (with the labels-per-image statistics) and every image's labels."""
-    extra_stop: list[str] = []
-    if data_cfg.drop_category_names and data_cfg.source == "openclipart":
-        extra_stop = sorted({c for c in categories if c})
+    category_names = category_name_drops(data_cfg, tag_lists, categories)
     cat_counts = None
     if category_spread > 0:
         cat_counts = count_tag_categories(tag_lists, categories)
@@ -144,13 +143,12 @@ def build(
         count_tags(tag_lists),
         len(tag_lists),
         data_cfg,
-        extra_stop_tags=extra_stop,
+        category_names=category_names,
         category_counts=cat_counts,
         max_category_spread=category_spread,
     )
     labels, _ = label_all(vocab, tag_lists)
     report["labels"] = label_stats(labels)
-    report["params"]["extra_stop_tags"] = extra_stop
     return vocab, report, labels
 
 
@@ -174,7 +172,8 @@ def _summary(vocab: Vocabulary, report: dict, paths: Sequence[Path]) -> str:
     )
     d = report["dropped"]
     lines.append(
-        f"  dropped: {len(d['stop_list'])} stop tags, {len(d['max_tag_share'])} over "
+        f"  dropped: {len(d['stop_list'])} stop tags, {len(d['category_name'])} category "
+        f"names, {len(d['max_tag_share'])} over "
         f"max_tag_share, {len(d['category_spread'])} spread over categories, "
         + ", ".join(
             f"{d[k]['hashtags']} {k}"
@@ -186,6 +185,11 @@ def _summary(vocab: Vocabulary, report: dict, paths: Sequence[Path]) -> str:
             )
         )
     )
+    if d["category_name"]:
+        lines.append(
+            "  category names dropped: "
+            + ", ".join(f"#{t} ({c}, {n} images)" for t, c, n in d["category_name"])
+        )
     if report["zipf"]:
         lines.append(
             f"  Zipf exponent {report['zipf']['exponent']:.3f} (r2 {report['zipf']['r2']:.3f})"
