@@ -23,6 +23,7 @@ is skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from experiments.rundir import RunDir, atomic_write_bytes
 PROTOCOLS = ("linear", "finetune")
 FEATURE_KINDS = ("last", "all")
 TARGET_SEED = 0  # every seed and every network is evaluated on the same target images
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2  # 2: every-stage features, `last` sliced from them
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -98,55 +99,131 @@ def _target_datamodule(cfg: RunConfig, files):
     )
 
 
-def _feature_cache_path(cfg: RunConfig, backbone, files) -> Path:
+def _feature_cache_path(cfg: RunConfig, backbone, files, extra: dict | None = None) -> Path:
+    """Every stage's pooled features are cached once per (network, target, BN statistics):
+    ``last`` is a slice of ``all``, so both feature protocols share one extraction."""
     t = cfg.transfer
     seeded = backbone.init == "random" or t.bn_recalibrate  # the seed changes these features
     key = {
         "weights": backbone.identity,
         "target": files.dir.name,
         "resolution": t.resolution,
-        "features": t.features,
         "bn_recalibrate": t.bn_recalibrate,
         "seed": cfg.seed if seeded else None,
         "version": FEATURE_CACHE_VERSION,
+        **(extra or {}),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cfg.data.cache_dir) / "features" / f"{files.dir.name}-{t.features}-{digest}.npz"
+    return Path(cfg.data.cache_dir) / "features" / f"{files.dir.name}-{digest}.npz"
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
-    """Train/val features and labels of the target, from the cache or computed and cached."""
-    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
-
-    path = _feature_cache_path(cfg, backbone, files)
+def _cached(path: Path, compute) -> dict[str, np.ndarray]:
     if path.is_file():
         with np.load(path) as npz:
             return {k: npz[k] for k in npz.files}
-    t = cfg.transfer
-    dm = _target_datamodule(cfg, files)
-    device = _device()
-    # One shuffled loader over train: BN recalibration reads its first images (covering the
-    # classes), then the same loader (already compiled) yields the train features with labels.
-    train_loader = dm.eval_loader("train", device, shuffle=True)
-    out: dict[str, Any] = {}
-    if t.bn_recalibrate:
-        out["bn_images"] = np.int64(
-            recalibrate_batchnorm(backbone.net, train_loader, device=device)
-        )
-    out["train_x"], out["train_y"] = extract_split_features(
-        backbone.net, train_loader, t.features, device, desc="train features"
-    )
-    out["val_x"], out["val_y"] = extract_split_features(
-        backbone.net, dm.eval_loader("val", device), t.features, device, desc="val features"
-    )
+    out = compute()
     buf = io.BytesIO()
     np.savez(buf, **out)
     atomic_write_bytes(path, buf.getvalue())
     return out
+
+
+def select_features(x: np.ndarray, net, features: str) -> np.ndarray:
+    """The ``features`` protocol's columns of every-stage (``all``) features: ``last`` is the
+    last stage's pooled output, the final ``feature_dim(net, 'last')`` columns."""
+    from lightning_modules.backbones import feature_dim
+
+    return x if features == "all" else x[:, x.shape[1] - feature_dim(net, "last") :]
+
+
+def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
+    """Train/val every-stage features and labels of the target, from the cache or computed and
+    cached (BN statistics re-estimated on the train split when ``transfer.bn_recalibrate``)."""
+    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
+
+    def compute() -> dict[str, np.ndarray]:
+        dm = _target_datamodule(cfg, files)
+        device = _device()
+        # One shuffled loader over train: BN recalibration reads its first images (covering
+        # the classes), then the same loader (already compiled) yields the train features.
+        train_loader = dm.eval_loader("train", device, shuffle=True)
+        out: dict[str, Any] = {}
+        if cfg.transfer.bn_recalibrate:
+            out["bn_images"] = np.int64(
+                recalibrate_batchnorm(backbone.net, train_loader, device=device)
+            )
+        out["train_x"], out["train_y"] = extract_split_features(
+            backbone.net, train_loader, "all", device, desc="train features"
+        )
+        out["val_x"], out["val_y"] = extract_split_features(
+            backbone.net, dm.eval_loader("val", device), "all", device, desc="val features"
+        )
+        return out
+
+    return _cached(_feature_cache_path(cfg, backbone, files), compute)
+
+
+def _target_images(cfg: RunConfig, files) -> tuple[torch.Tensor, np.ndarray]:
+    """Every image of the target (train then val, file order) as uint8 [N,3,R,R], and labels."""
+    dm = _target_datamodule(cfg, files)
+    images, labels = [], []
+    for split in ("train", "val"):
+        for x, y in dm.eval_loader(split, torch.device("cpu")):
+            images.append(x.clone())  # FFCV reuses its output buffers
+            labels.append(y.reshape(-1).long().clone())
+    return torch.cat(images), torch.cat(labels).numpy()
+
+
+def _batches(images: torch.Tensor, labels: np.ndarray, batch_size: int):
+    for start in range(0, len(images), batch_size):
+        yield (
+            images[start : start + batch_size],
+            torch.as_tensor(labels[start : start + batch_size]),
+        )
+
+
+def _pooled_groups(files) -> np.ndarray:
+    groups = files.groups()
+    return np.concatenate([groups["train"], groups["val"]])
+
+
+def per_fold_bn_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
+    """k-fold with re-estimated BN statistics: for each outer fold, the statistics come from
+    that fold's training part only (never from the images it is scored on), then every image's
+    features are extracted with them. Returns ``y`` (pooled labels), ``fold{k}_train`` /
+    ``fold{k}_eval`` (indices), ``fold{k}_x`` (float32 [N, D], pooled order), ``bn_images{k}``."""
+    import copy
+
+    from lightning_modules.linear_probe import outer_folds
+    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
+
+    t = cfg.transfer
+
+    def compute() -> dict[str, np.ndarray]:
+        images, labels = _target_images(cfg, files)
+        splits = outer_folds(
+            labels, files.num_classes, t.folds, seed=cfg.seed, groups=_pooled_groups(files)
+        )
+        device = _device()
+        gen = torch.Generator().manual_seed(cfg.seed)
+        out: dict[str, Any] = {"y": labels}
+        for k, (train_idx, eval_idx) in enumerate(splits):
+            net = copy.deepcopy(backbone.net)
+            order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)]
+            fit = _batches(images[order], labels[order.numpy()], t.batch_size)
+            out[f"bn_images{k}"] = np.int64(recalibrate_batchnorm(net, fit, device=device))
+            out[f"fold{k}_x"], _ = extract_split_features(
+                net, _batches(images, labels, t.batch_size), "all", device, desc=f"fold {k}"
+            )
+            out[f"fold{k}_train"], out[f"fold{k}_eval"] = train_idx, eval_idx
+        return out
+
+    path = _feature_cache_path(cfg, backbone, files, {"per_fold_bn": t.folds})
+    return _cached(path, compute)
 
 
 def _l2_summary(choice) -> dict:
@@ -160,38 +237,83 @@ def _l2_summary(choice) -> dict:
     }
 
 
-def _linear(cfg: RunConfig, backbone, files) -> dict:
-    from lightning_modules.linear_probe import kfold_probe, linear_probe
+def _kfold(cfg: RunConfig, backbone, files, grid) -> dict:
+    """k-fold over train+val pooled, folds grouped by near-duplicate group; with
+    ``bn_recalibrate`` the BN statistics of each fold come from its training part."""
+    from lightning_modules.linear_probe import linear_probe, outer_folds, summarize_folds
 
     t = cfg.transfer
-    feats = extract_target_features(cfg, backbone, files)
-    grid = [float(v) for v in t.l2_grid]
-    result: dict[str, Any] = {"feature_dim": int(feats["train_x"].shape[1])}
-    if "bn_images" in feats:
-        result["bn_recalibration_images"] = int(feats["bn_images"])
-    if t.folds > 1:
+    g = _pooled_groups(files)
+    if t.bn_recalibrate:
+        data = per_fold_bn_features(cfg, backbone, files)
+        y = data["y"]
+        folds = [
+            (data[f"fold{k}_x"], data[f"fold{k}_train"], data[f"fold{k}_eval"])
+            for k in range(t.folds)
+        ]
+        bn_images = [int(data[f"bn_images{k}"]) for k in range(t.folds)]
+    else:
+        feats = extract_target_features(cfg, backbone, files)
         x = np.concatenate([feats["train_x"], feats["val_x"]])
         y = np.concatenate([feats["train_y"], feats["val_y"]])
-        res = kfold_probe(x, y, files.num_classes, grid, t.folds, seed=cfg.seed)
-        result.update(
-            top1=res.top1,
-            top5=res.top5,
-            top1_std=res.top1_std,
-            top5_std=res.top5_std,
-            folds=t.folds,
-            fold_top1=[f.top1 for f in res.folds],
-            fold_top5=[f.top5 for f in res.folds],
-            probe=[_l2_summary(f.l2) for f in res.folds],
+        splits = outer_folds(y, files.num_classes, t.folds, seed=cfg.seed, groups=g)
+        folds, bn_images = [(x, tr, ev) for tr, ev in splits], []
+    results = []
+    for x, train_idx, eval_idx in folds:
+        x = torch.as_tensor(select_features(x, backbone.net, t.features))
+        results.append(
+            linear_probe(
+                x[torch.as_tensor(train_idx)],
+                y[train_idx],
+                x[torch.as_tensor(eval_idx)],
+                y[eval_idx],
+                files.num_classes,
+                grid,
+                seed=cfg.seed,
+                groups=g[train_idx],
+            )
         )
-        return result
+    res = summarize_folds(results)
+    out = {
+        "feature_dim": int(x.shape[1]),
+        "top1": res.top1,
+        "top5": res.top5,
+        "top1_std": res.top1_std,
+        "top5_std": res.top5_std,
+        "folds": t.folds,
+        "fold_grouping": "near-duplicate groups (StratifiedGroupKFold)",
+        "fold_top1": [f.top1 for f in res.folds],
+        "fold_top5": [f.top5 for f in res.folds],
+        "probe": [_l2_summary(f.l2) for f in res.folds],
+    }
+    if bn_images:
+        out["bn_recalibration"] = "per fold, on its training part"
+        out["bn_recalibration_images"] = bn_images
+    return out
+
+
+def _linear(cfg: RunConfig, backbone, files) -> dict:
+    from lightning_modules.linear_probe import linear_probe
+
+    t = cfg.transfer
+    grid = [float(v) for v in t.l2_grid]
+    if t.folds > 1:
+        return _kfold(cfg, backbone, files, grid)
+    feats = extract_target_features(cfg, backbone, files)
+    train_x = select_features(feats["train_x"], backbone.net, t.features)
+    result: dict[str, Any] = {"feature_dim": int(train_x.shape[1])}
+    if "bn_images" in feats:
+        result["bn_recalibration"] = "on the train split"
+        result["bn_recalibration_images"] = int(feats["bn_images"])
     res = linear_probe(
-        feats["train_x"],
+        train_x,
         feats["train_y"],
-        feats["val_x"],
+        select_features(feats["val_x"], backbone.net, t.features),
         feats["val_y"],
         files.num_classes,
         grid,
         seed=cfg.seed,
+        groups=files.groups()["train"],
     )
     result.update(
         top1=res.top1,
@@ -298,12 +420,62 @@ def _finetune(cfg: RunConfig, backbone, files, run: RunDir) -> dict:
 # entry points
 
 
+def target_split(cfg: RunConfig) -> str:
+    """Which images make the target (results group by it): for OpenClipart, the held-out
+    split it was cut from; other targets have their own fixed split ("")."""
+    if not cfg.transfer.target.startswith("openclipart"):
+        return ""
+    d = cfg.data
+    return (
+        f"holdout_fraction={d.holdout_fraction:g};"
+        f"holdout_categories={','.join(sorted(d.holdout_categories))}"
+    )
+
+
+def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
+    """The data config whose held-out split builds an OpenClipart target: the pretraining run's.
+
+    A target built from another split than the one its pretraining corpus held out would
+    overlap the pretraining images (or miss some held-out ones). A project run's checkpoint
+    records its split (:func:`lightning_modules.checkpoints.heldout_split`); where the transfer
+    config leaves a setting at the schema default it is taken from the run, and an explicit
+    different value is refused in one line."""
+    from experiments.config import DataConfig
+
+    data = cfg.data
+    if not (pretrain_heldout and cfg.transfer.target.startswith("openclipart")):
+        return data
+    if pretrain_heldout.get("source") != "openclipart":
+        return data
+    default = DataConfig()
+    ours = {
+        "holdout_fraction": float(data.holdout_fraction),
+        "holdout_categories": sorted(data.holdout_categories),
+    }
+    adopted = {}
+    for key, value in ours.items():
+        theirs = pretrain_heldout[key]
+        if value == theirs:
+            continue
+        if value != getattr(default, key) and value != sorted(getattr(default, key) or []):
+            raise UserInputError(
+                f"transfer: data.{key}={value} differs from the pretraining run's {theirs}: the "
+                f"target would overlap its pretraining images; pass data.{key}={theirs} or omit it"
+            )
+        adopted[key] = theirs
+    return dataclasses.replace(data, **adopted) if adopted else data
+
+
 def run_transfer(cfg: RunConfig) -> Path:
     """Transfer ``cfg.transfer.pretrained`` to ``cfg.transfer.target``; return the run dir."""
     from datamodules.transfer import ensure_target_files
+    from lightning_modules.published_weights import model_for
     from lightning_modules.transfer import describe, load_backbone
 
     _check_config(cfg)
+    # a published name (resnext101_32x8d_wsl, ...) fixes the architecture, so config.yaml and
+    # metrics.json record the network that is transferred, not the transfer config's default
+    cfg = dataclasses.replace(cfg, model=model_for(cfg.transfer.pretrained, cfg.model))
     t = cfg.transfer
     name = cfg.name or default_run_name(cfg)
     existing = RunDir(Path(cfg.runs_dir) / name)
@@ -312,6 +484,7 @@ def run_transfer(cfg: RunConfig) -> Path:
         return existing.path
     start = time.perf_counter()
     backbone = load_backbone(t.pretrained, cfg.model, cfg.seed)  # bad weights fail before mkdir
+    cfg = dataclasses.replace(cfg, data=heldout_data_config(cfg, backbone.info.get("heldout")))
     run = RunDir.create(cfg.runs_dir, name)
     run.write_config(cfg)
     files = ensure_target_files(t, cfg.data, seed=TARGET_SEED)
@@ -337,6 +510,9 @@ def run_transfer(cfg: RunConfig) -> Path:
         "model": cfg.model.name,
         "resolution": t.resolution,
         "bn_recalibrate": t.bn_recalibrate,
+        "target_split": target_split(cfg),
+        "max_per_class": t.max_per_class,
+        "dedup_within_target": files.dedup_within,
         **result,
         "wall_s": round(time.perf_counter() - start, 2),
     }

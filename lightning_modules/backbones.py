@@ -5,7 +5,8 @@ The paper's models are ResNeXt-101 32xCd, which torchvision builds as
 class plus two knobs for small CPU variants: a narrower stem (``stem_width`` channels out of
 ``conv1`` instead of 64) and a 3x3 stride-1 stem without max-pool for 32-128 px inputs. The
 attribute names (``conv1``, ``bn1``, ``layer1``..``layer4``, ``fc``) stay torchvision's, so state
-dicts load into torchvision / timm models and the published WSL weights load into ours.
+dicts load into torchvision / timm models and the published WSL weights load into ours, from a
+torch file or a ``.safetensors`` file (:func:`load_state_dict_file`).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserInputError(
-            f"{path}: not a state dict of tensors (expected a torchvision/timm-layout .pth)"
+            f"{path}: not a state dict of tensors "
+            "(expected a torchvision/timm-layout .pth or .safetensors)"
         )
     out = {}
     for key, value in obj.items():
@@ -145,9 +147,20 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a ``.safetensors`` file (by its suffix) or a torch file (``.pth``,
+    ``.pt``, ``.bin``: read with ``weights_only=True``), on the CPU, prefixes stripped."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(path, device="cpu")
+        except (SafetensorError, OSError) as exc:
+            raise UserInputError(f"{path}: cannot read as a safetensors file: {exc}") from None
+        return _unwrap_state_dict(obj, path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -156,7 +169,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(net: nn.Module, path: str | Path | dict, *, head: str = "fc") -> dict[str, Any]:
-    """Load a torchvision/timm-layout state dict into ``net``; return what was loaded.
+    """Load a torchvision/timm-layout state dict (a dict, or a ``.pth``/``.safetensors`` file)
+    into ``net``; return what was loaded.
 
     The head (``fc.*``) is skipped when its shape differs (e.g. 1000 ImageNet classes vs a
     hashtag vocabulary) and then keeps ``net``'s initialisation. Any other missing, unexpected

@@ -1,8 +1,9 @@
 """Transfer of a pretrained network: frozen features for a linear probe, and full fine-tuning.
 
 * :func:`load_backbone` makes the network to transfer: this project's checkpoint or run dir
-  (``load_pretrained``), a torchvision/timm-layout state dict on disk (``load_weights``), or a
-  seeded random initialisation (``transfer.pretrained=""``), and says which (``init``).
+  (``load_pretrained``), a torchvision/timm-layout state dict on disk (``load_weights``), a
+  published WSL/SWSL network by name from its local file (``lightning_modules.published_weights``),
+  or a seeded random initialisation (``transfer.pretrained=""``), and says which (``init``).
 * :func:`recalibrate_batchnorm` re-estimates batch-norm statistics on target images with
   ``torch.optim.swa_utils.update_bn`` (train mode, momentum None = cumulative average, no grad):
   the honest way to make a random network's features usable, and harmless for a trained one.
@@ -36,6 +37,7 @@ from lightning_modules.backbones import (
     normalize_images,
 )
 from lightning_modules.optim import lr_factor, param_groups
+from lightning_modules.published_weights import find_file, known_labels, lookup, model_for
 
 if TYPE_CHECKING:
     from experiments.config import ModelConfig
@@ -73,10 +75,14 @@ def _model_signature(model_cfg: ModelConfig) -> str:
 
 
 def pretrained_label(pretrained: str) -> str:
-    """A short name for the weights, readable without loading them: the run's name for a run
-    dir or a checkpoint inside ``<run>/checkpoints/``, else the file's stem; "" for random."""
+    """A short name for the weights, readable without loading them: torch hub's name for a
+    published network (any of its names), the run's name for a run dir or a checkpoint inside
+    ``<run>/checkpoints/``, else the file's stem; "" for random."""
     if not pretrained:
         return ""
+    published = lookup(pretrained)
+    if published:
+        return published.label
     path = Path(pretrained)
     if path.is_dir():
         return path.resolve().name
@@ -98,8 +104,11 @@ def load_backbone(pretrained: str, model_cfg: ModelConfig, seed: int) -> Backbon
     """The network ``transfer.pretrained`` names, built as ``model_cfg`` describes.
 
     ``""``: a random initialisation seeded with ``seed`` (seeds give different networks).
-    Otherwise ``load_pretrained`` (a run dir, a ``.ckpt``, or a torchvision/timm-layout state
-    dict); a backbone that does not match ``model_cfg`` raises :class:`UserInputError`.
+    A published name (``resnext101_32x8d_wsl``, ...): its local file, built as its own model
+    config (``model_cfg``'s architecture is replaced, see ``published_weights.model_for``).
+    Otherwise ``load_pretrained`` (a run dir, a ``.ckpt``, or a torchvision/timm-layout
+    ``.pth``/``.safetensors`` state dict); a backbone that does not match ``model_cfg`` raises
+    :class:`UserInputError`.
     """
     if not pretrained:
         torch.manual_seed(seed)
@@ -107,14 +116,22 @@ def load_backbone(pretrained: str, model_cfg: ModelConfig, seed: int) -> Backbon
         return Backbone(net, "random", "", {}, f"random:{_model_signature(model_cfg)}:seed{seed}")
     from lightning_modules.checkpoints import load_pretrained
 
-    path = Path(pretrained)
+    published = lookup(pretrained)
+    if published:
+        model_cfg = model_for(pretrained, model_cfg)
+        path = find_file(published)
+    else:
+        path = Path(pretrained)
     if not path.exists():
         raise UserInputError(
-            f"transfer.pretrained={pretrained}: no such file or directory "
-            "(give a run dir, a .ckpt, or a state-dict file; '' for random init)"
+            f"transfer.pretrained={pretrained}: no such file or directory (give a run dir, a "
+            f".ckpt, a .pth/.safetensors state dict, or a published name: {known_labels()}; "
+            "'' for random init)"
         )
     net, info = load_pretrained(path, model_cfg)
     info = dict(info)
+    if published:
+        info.update(pretrain_run=published.label, published=published.timm_name)
     init = info.get("init") or "weights-file"
     # a weights file is named by its stem (e.g. ig_resnext101_32x8d), so tables can tell them apart
     name = info.get("pretrain_run") or pretrained_label(pretrained)
@@ -277,9 +294,14 @@ class FineTuner(L.LightningModule):
 
 
 def describe(backbone: Backbone) -> dict[str, Any]:
-    """The metrics.json fields that say where a transferred network came from."""
-    return {
+    """The metrics.json fields that say where a transferred network came from; for a weights
+    file also its path and content hash (a published name alone does not say which file)."""
+    out = {
         "init": backbone.init,
         "pretrain_run": backbone.pretrain_run,
         "pretrain_axes": backbone.pretrain_axes,
     }
+    if backbone.init == "weights-file":
+        out["weights_file"] = backbone.info.get("checkpoint", "")
+        out["weights_sha256"] = backbone.identity.split(":")[1]
+    return out

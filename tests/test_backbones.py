@@ -129,3 +129,23 @@ def test_base_planes_scales_every_stage_and_the_head():
     assert net.fc.in_features == 512 and net.fc.out_features == 7
     out = net(torch.zeros(2, 3, 32, 32))
     assert out.shape == (2, 7)
+
+
+def test_load_weights_from_safetensors_strips_prefixes(tmp_path):
+    from safetensors.torch import save_file
+
+    source = build_resnext(TINY, num_classes=10)
+    path = tmp_path / "w.safetensors"
+    save_file({f"module.{k}": v for k, v in source.state_dict().items()}, str(path))
+    net = build_resnext(TINY, num_classes=10)
+    info = load_weights(net, path)
+    assert info["loaded"] == len(source.state_dict()) and not info["head_skipped"]
+    for key, value in source.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+
+
+def test_unreadable_safetensors_is_user_error(tmp_path):
+    path = tmp_path / "w.safetensors"
+    torch.save(build_resnext(TINY, num_classes=10).state_dict(), path)  # a torch file, misnamed
+    with pytest.raises(UserInputError, match="cannot read as a safetensors file"):
+        load_weights(build_resnext(TINY, 10), path)
