@@ -1,41 +1,309 @@
-"""The paper's qualitative claims beside what this project's runs measured.
+"""The paper's claims, each tested on this project's runs with paired per-seed differences.
 
-Every measurement is computed from the results index (:mod:`experiments.results`) by comparing
-runs that differ only in the claim's axis: runs are averaged over seeds within one setup, the
-two settings are differenced within each matched setup (same data scale, vocabulary, model, ...,
-target and protocol), and the differences are averaged. A claim whose axis has no such pair in
-the index says "not run". Accuracies are reported in points (percent).
+**Pairs.** Every claim names an axis and two arms (e.g. ``sampling``: ``sqrt`` vs ``natural``).
+A pair is two rows of the results index (hashtag-pretrained transfers) that agree on everything
+but the axis: every pretraining setup column (:data:`SETUP`, minus the axis and the columns tied
+to it, such as ``model`` for ``width_per_group``), the pretraining seed, the transfer seed and
+every transfer setting (:data:`experiments.results.TRANSFER_SETTINGS`). Its difference is
+``metric(treatment) - metric(control)`` in points (percent). The scale claim's per-seed number is
+instead the slope of the metric against ``log10(images)`` over the scales one seed ran (points
+per 10x images); the vocabulary and width claims pair the largest against the smallest
+vocabulary (by size) / width, at the largest data scale where both were run.
+
+**Per seed, then over seeds.** A seed's differences over several matched setups (e.g. the same
+comparison at two scales) are averaged into one number, so the seed is the unit and ``n`` is the
+number of seeds with a pair. Over those ``n`` numbers: the mean, and a 95% t interval,
+``mean ± t_{0.975, n-1} * sd / sqrt(n)`` (``scipy.stats.t``, sample sd); ``n = 1`` has no
+interval.
+
+**Verdict** (direction): *inconclusive* when ``n < 3`` or the interval contains 0
+(``lo <= 0 <= hi``); *agrees* when the whole interval lies on the paper's side of 0 (``lo > 0``
+for a claimed gain, ``hi < 0`` for a claimed cost); *contradicts* when the whole interval lies
+on the other side. A claim without a single pair is *inconclusive* with ``n = 0``.
+
+**Size** does not change the verdict: the mini runs pretrain on thousands of images, not
+billions, and the paper's sizes are not expected to carry over; a verdict is about the sign the
+runs can resolve. The size is judged in its own column against the paper's figure (a range in
+points, :attr:`Claim.size`): *as the paper's* when the interval overlaps that range, *smaller*
+when it lies entirely between 0 and the range, *larger* when entirely beyond it, *opposite*
+when entirely on the other side of 0, ``—`` when the paper gives no size or there is no interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-# Setup columns that identify a pretraining recipe (seed excluded: it is what we average over).
+from datamodules.errors import UserInputError
+from experiments.results import TRANSFER_SETTINGS, as_keys, in_sweep
+
+# Setup columns that identify a pretraining recipe (seeds are matched separately).
 SETUP = [
     "source",
     "scale",
     "vocab",
+    "vocab_size",
     "sampling",
     "sampling_combine",
     "label_noise",
     "model",
     "width_per_group",
     "loss",
+    "images_seen",
 ]
-EVAL = ["target", "protocol"]
-NOT_RUN = "not run"
+SEEDS = ["seed", "transfer_seed"]
+LEVEL = 0.95
+MISSING = "—"
+AGREES, CONTRADICTS, INCONCLUSIVE = "agrees", "contradicts", "inconclusive"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: how to pair runs, which way the paper says it goes, and how far.
+
+    ``kind``: ``pair`` (``treat`` vs ``control`` values of ``axis``), ``extremes`` (largest vs
+    smallest ``order_by`` at the largest scale) or ``slope`` (per-seed slope vs log10 images).
+    ``direction``: +1 the paper reports a gain (treatment above control / accuracy rising),
+    -1 a cost. ``size``: the paper's figure as a (low, high) range in points, signed, or None."""
+
+    key: str
+    claim: str
+    paper: str
+    axis: str
+    kind: str = "pair"
+    treat: object = None
+    control: object = None
+    tied: tuple[str, ...] = ()  # setup columns that change with the axis
+    order_by: str = ""
+    direction: int = 1
+    size: tuple[float, float] | None = None
+
+    def comparison(self) -> str:
+        if self.kind == "slope":
+            return "slope of top-1 vs log10(images), points per 10x images, per seed"
+        if self.kind == "extremes":
+            return f"largest vs smallest {self.order_by}, at the largest scale run"
+        return f"{self.axis} {self.treat} − {self.control}"
+
+
+CLAIMS = [
+    Claim(
+        "scale",
+        "transfer accuracy grows log-linearly with pretraining images",
+        "roughly linear in log(images), a few million to 3.5B images; slope not given",
+        axis="scale",
+        kind="slope",
+        tied=("images_seen",),  # the budget may follow the dataset size
+    ),
+    Claim(
+        "vocab",
+        "a bigger hashtag vocabulary helps at scale",
+        "17k > 1.5k hashtags at the largest scales; size not given",
+        axis="vocab",
+        kind="extremes",
+        tied=("vocab_size",),
+        order_by="vocab_size",
+    ),
+    Claim(
+        "sampling_sqrt",
+        "square-root sampling beats natural",
+        "+5 to +6 points (ImageNet transfer)",
+        axis="sampling",
+        treat="sqrt",
+        control="natural",
+        size=(5.0, 6.0),
+    ),
+    Claim(
+        "sampling_uniform",
+        "uniform sampling beats natural",
+        "+5 to +6 points (ImageNet transfer)",
+        axis="sampling",
+        treat="uniform",
+        control="natural",
+        size=(5.0, 6.0),
+    ),
+    Claim(
+        "noise_10",
+        "10% label noise costs little",
+        "less than 1 point lost (range used: 0 to −1)",
+        axis="label_noise",
+        treat=0.1,
+        control=0.0,
+        direction=-1,
+        size=(-1.0, 0.0),
+    ),
+    Claim(
+        "noise_25",
+        "25% label noise costs about 2 points",
+        "about −2 points (range used: −3 to −1)",
+        axis="label_noise",
+        treat=0.25,
+        control=0.0,
+        direction=-1,
+        size=(-3.0, -1.0),
+    ),
+    Claim(
+        "noise_50",
+        "50% label noise costs more",
+        "not in the paper's verified sources; direction assumed (a cost)",
+        axis="label_noise",
+        treat=0.5,
+        control=0.0,
+        direction=-1,
+    ),
+    Claim(
+        "width",
+        "a wider model helps at scale",
+        "32x16d > 32x8d > 32x4d, more so with more data; size not given",
+        axis="width_per_group",
+        kind="extremes",
+        tied=("model",),
+        order_by="width_per_group",
+    ),
+    Claim(
+        "loss",
+        "multi-label softmax beats per-hashtag sigmoid",
+        "softmax better; size not given",
+        axis="loss",
+        treat="softmax",
+        control="sigmoid",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# pairs
+
+
+def _match_keys(df: pd.DataFrame, claim: Claim) -> list[str]:
+    drop = {claim.axis, *claim.tied}
+    keys = [c for c in [*SETUP, *SEEDS, *TRANSFER_SETTINGS] if c not in drop and c in df.columns]
+    return keys
+
+
+def _pair_diffs(d: pd.DataFrame, claim: Claim, keys: list[str], metric: str) -> pd.DataFrame:
+    """Rows: matched (setup, seed); columns: keys and ``diff`` (points)."""
+    arms = d[d[claim.axis].isin([claim.treat, claim.control])]
+    if arms.empty:
+        return pd.DataFrame(columns=[*keys, "diff"])
+    wide = arms.groupby([*keys, claim.axis], dropna=False)[metric].mean().unstack(claim.axis)
+    if claim.treat not in wide.columns or claim.control not in wide.columns:
+        return pd.DataFrame(columns=[*keys, "diff"])
+    diff = (100 * (wide[claim.treat] - wide[claim.control])).dropna()
+    return diff.rename("diff").reset_index()
+
+
+def _extreme_diffs(d: pd.DataFrame, claim: Claim, keys: list[str], metric: str) -> pd.DataFrame:
+    """Largest minus smallest ``order_by`` within each matched group, at the largest scale."""
+    rows = []
+    for key, g in d.groupby(keys, dropna=False, sort=False):
+        sizes = pd.to_numeric(g[claim.order_by], errors="coerce")
+        if sizes.isna().all() or sizes.max() <= sizes.min():
+            continue
+        top = g.loc[sizes == sizes.max(), metric].mean()
+        bottom = g.loc[sizes == sizes.min(), metric].mean()
+        rows.append({**dict(zip(keys, key)), "diff": 100 * (top - bottom)})
+    out = pd.DataFrame(rows, columns=[*keys, "diff"])
+    if out.empty or "scale" not in keys:
+        return out
+    scales = pd.to_numeric(out["scale"], errors="coerce")
+    return out[scales == scales.max()]
+
+
+def _slopes(d: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Per matched group (one seed, everything but the scale): slope vs log10(images)."""
+    size = pd.to_numeric(d["images"], errors="coerce") if "images" in d else None
+    if size is None or size.isna().all() or (size <= 0).any():
+        size = pd.to_numeric(d["scale"], errors="coerce")
+    d = d.assign(_x=np.log10(size.astype(float).where(size > 0)))
+    rows = []
+    for key, g in d.dropna(subset=["_x"]).groupby(keys, dropna=False, sort=False):
+        if g["_x"].nunique() < 2:
+            continue
+        slope = np.polyfit(g["_x"].to_numpy(float), 100 * g[metric].to_numpy(float), 1)[0]
+        rows.append({**dict(zip(keys, key)), "diff": float(slope)})
+    return pd.DataFrame(rows, columns=[*keys, "diff"])
+
+
+def per_seed_differences(df: pd.DataFrame, claim: Claim, metric: str = "top1") -> pd.Series:
+    """The claim's number for every seed (seed -> points), averaged over matched setups."""
+    d = df.assign(**{metric: pd.to_numeric(df[metric], errors="coerce")})
+    d = d.dropna(subset=[metric, claim.axis])
+    if d.empty:
+        return pd.Series(dtype=float, name="diff")
+    keys = _match_keys(d, claim)
+    d = as_keys(d, keys)
+    if claim.kind == "slope":
+        diffs = _slopes(d, keys, metric)
+    elif claim.kind == "extremes":
+        diffs = _extreme_diffs(d, claim, keys, metric)
+    else:
+        diffs = _pair_diffs(d, claim, keys, metric)
+    if diffs.empty:
+        return pd.Series(dtype=float, name="diff")
+    return diffs.groupby("seed", sort=True)["diff"].mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# interval and verdict
 
 
 @dataclass
-class Measurement:
-    text: str
-    groups: int = 0
-    sweeps: str = ""
+class Finding:
+    claim: Claim
+    n: int
+    mean: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    setups: int = 0  # matched setups per seed (most of any seed)
+
+    @property
+    def verdict(self) -> str:
+        if self.n < 3 or not (math.isfinite(self.lo) and math.isfinite(self.hi)):
+            return INCONCLUSIVE
+        if self.lo <= 0 <= self.hi:
+            return INCONCLUSIVE
+        side = 1 if self.lo > 0 else -1
+        return AGREES if side == self.claim.direction else CONTRADICTS
+
+    @property
+    def size_vs_paper(self) -> str:
+        if self.claim.size is None or not math.isfinite(self.lo):
+            return MISSING
+        p_lo, p_hi = sorted(self.claim.size)
+        if self.hi >= p_lo and self.lo <= p_hi:
+            return "as the paper's"
+        sign = self.claim.direction
+        if (self.hi < 0 and sign > 0) or (self.lo > 0 and sign < 0):
+            return "opposite"
+        beyond = self.lo > p_hi if sign > 0 else self.hi < p_lo
+        return "larger" if beyond else "smaller"
+
+
+def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, lo, hi): ``mean ± t_{(1+level)/2, n-1} * sd / sqrt(n)``; NaN bounds when n < 2."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1)) * float(v.std(ddof=1)) / len(v) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def measure(df: pd.DataFrame, claim: Claim, metric: str = "top1") -> Finding:
+    per_seed = per_seed_differences(df, claim, metric)
+    mean, lo, hi = t_interval(per_seed.to_numpy())
+    return Finding(claim, n=len(per_seed), mean=mean, lo=lo, hi=hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# the table
 
 
 def _sweeps(rows: pd.DataFrame) -> str:
@@ -49,173 +317,102 @@ def _sweeps(rows: pd.DataFrame) -> str:
     return ",".join([*sorted(names), *(["(runs outside a sweep)"] if outside else [])])
 
 
-def _setup_means(
-    df: pd.DataFrame, axis: str, exclude: tuple[str, ...], metric: str
+def _evaluation(ev: pd.Series) -> str:
+    parts = [f"{k}={v}" for k, v in ev.items() if v not in ("", None) and not pd.isna(v)]
+    return " ".join(parts)
+
+
+def findings_table(
+    df: pd.DataFrame, metric: str = "top1", sweeps: dict[str, str] | None = None
 ) -> pd.DataFrame:
-    """Mean metric over seeds per (matched setup, axis value); rows = setups, columns = values."""
-    keys = [k for k in SETUP if k != axis and k not in exclude] + EVAL
-    d = df.dropna(subset=[metric, axis]).copy()
-    d[keys] = d[keys].astype(object).where(d[keys].notna(), "")
-    return d.groupby([*keys, axis], dropna=False)[metric].mean().unstack(axis)
-
-
-def paired_difference(
-    df: pd.DataFrame,
-    axis: str,
-    treat,
-    control,
-    metric: str = "top1",
-    exclude: tuple[str, ...] = (),
-) -> Measurement | None:
-    """Mean over matched setups of metric(treat) - metric(control), in points."""
-    means = _setup_means(df, axis, exclude, metric)
-    if treat not in means.columns or control not in means.columns:
-        return None
-    both = means[[treat, control]].dropna()
-    if both.empty:
-        return None
-    diff = 100 * (both[treat] - both[control])
-    used = df[df[axis].isin([treat, control])]
-    spread = f" (range {diff.min():+.1f} to {diff.max():+.1f})" if len(diff) > 1 else ""
-    return Measurement(f"{diff.mean():+.1f} points{spread}", len(diff), _sweeps(used))
-
-
-def extremes_at_largest_scale(
-    df: pd.DataFrame, axis: str, order_by: str, metric: str, exclude: tuple[str, ...]
-) -> Measurement | None:
-    """At the largest data scale run: metric(largest `order_by`) - metric(smallest)."""
-    d = df.dropna(subset=[metric, axis, "scale"])
-    if d.empty:
-        return None
-    d = d[d["scale"] == d["scale"].max()]
-    sizes = d.groupby(axis)[order_by].mean().dropna().sort_values()
-    if len(sizes) < 2:
-        return None
-    small, big = sizes.index[0], sizes.index[-1]
-    m = paired_difference(d, axis, big, small, metric, exclude)
-    if m is not None:
-        m.text = f"{axis} {big} vs {small}: {m.text} at scale {d['scale'].max():g}"
-    return m
-
-
-def log_linear_slope(df: pd.DataFrame, metric: str) -> Measurement | None:
-    """Per setup with >= 2 data scales: slope of metric vs log10(images) and its R^2."""
-    d = df.dropna(subset=[metric, "images"])
-    d = d[d["images"] > 0]
-    keys = [k for k in SETUP if k != "scale"] + EVAL
-    d = d.copy()
-    d[keys] = d[keys].astype(object).where(d[keys].notna(), "")
-    slopes, r2s = [], []
-    for _, g in d.groupby(keys, dropna=False):
-        if g["images"].nunique() < 2:
-            continue
-        x, y = np.log10(g["images"].astype(float)), 100 * g[metric].astype(float)
-        beta, alpha = np.polyfit(x, y, 1)
-        resid = y - (alpha + beta * x)
-        ss = float(((y - y.mean()) ** 2).sum())
-        slopes.append(beta)
-        r2s.append(1 - float((resid**2).sum()) / ss if ss > 0 else 1.0)
-    if not slopes:
-        return None
-    text = f"{np.mean(slopes):+.1f} points per 10x images (R² {np.mean(r2s):.2f})"
-    return Measurement(text, len(slopes), _sweeps(d))
-
-
-@dataclass
-class Claim:
-    claim: str
-    paper: str
-    measure: Callable[[pd.DataFrame, str], Measurement | None]
-
-
-CLAIMS = [
-    Claim(
-        "transfer accuracy grows log-linearly with pretraining images",
-        "roughly linear in log(images), a few million to 3.5B",
-        lambda df, m: log_linear_slope(df, m),
-    ),
-    Claim(
-        "square-root sampling beats natural",
-        "+5 to +6 points (ImageNet transfer)",
-        lambda df, m: paired_difference(df, "sampling", "sqrt", "natural", m),
-    ),
-    Claim(
-        "uniform sampling beats natural",
-        "+5 to +6 points (ImageNet transfer)",
-        lambda df, m: paired_difference(df, "sampling", "uniform", "natural", m),
-    ),
-    Claim(
-        "10% label noise costs little",
-        "< 1 point lost",
-        lambda df, m: paired_difference(df, "label_noise", 0.1, 0.0, m),
-    ),
-    Claim(
-        "25% label noise costs about 2 points",
-        "about -2 points",
-        lambda df, m: paired_difference(df, "label_noise", 0.25, 0.0, m),
-    ),
-    Claim(
-        "50% label noise",
-        "not verified in the paper's sources",
-        lambda df, m: paired_difference(df, "label_noise", 0.5, 0.0, m),
-    ),
-    Claim(
-        "a bigger hashtag vocabulary helps at scale",
-        "17k > 1.5k at the largest scales",
-        lambda df, m: extremes_at_largest_scale(df, "vocab", "vocab_size", m, ("vocab_size",)),
-    ),
-    Claim(
-        "a wider model helps at scale",
-        "32x16d > 32x8d > 32x4d, more so with more data",
-        lambda df, m: extremes_at_largest_scale(
-            df, "width_per_group", "width_per_group", m, ("model",)
-        ),
-    ),
-    Claim(
-        "multi-label softmax beats per-hashtag sigmoid",
-        "softmax better",
-        lambda df, m: paired_difference(df, "loss", "softmax", "sigmoid", m),
-    ),
-]
-
-
-def findings_table(df: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """One row per claim and (target, protocol): the paper's statement, the measurement, its
-    number of matched setups, and the sweeps whose runs produced it."""
+    """One row per claim and evaluation setting (target, split, protocol, features, ...): n,
+    mean difference, 95% CI, verdict, size against the paper, the paper's figure and the sweeps
+    whose runs were paired. ``sweeps`` (claim key -> sweep name) restricts a claim to the runs
+    that sweep planned; other claims use every run."""
+    sweeps = dict(sweeps or {})
+    unknown = set(sweeps) - {c.key for c in CLAIMS}
+    if unknown:
+        raise UserInputError(
+            f"findings_sweeps: unknown claims {sorted(unknown)}; "
+            f"claims: {', '.join(c.key for c in CLAIMS)}"
+        )
     pretrained = df[df["init"].fillna("hashtag") == "hashtag"] if "init" in df else df
-    evals = pretrained.dropna(subset=[metric])[EVAL].drop_duplicates()
+    pretrained = pretrained.dropna(subset=[metric])
+    settings = [c for c in TRANSFER_SETTINGS if c in pretrained.columns]
+    keyed = as_keys(pretrained, settings)
+    evals = keyed[settings].drop_duplicates() if settings else pd.DataFrame([{}])
     rows = []
     for claim in CLAIMS:
         found = False
         for _, ev in evals.iterrows():
-            sub = pretrained[
-                (pretrained["target"] == ev["target"]) & (pretrained["protocol"] == ev["protocol"])
-            ]
-            m = claim.measure(sub, metric)
-            if m is None:
+            mask = np.ones(len(keyed), dtype=bool)
+            for k in settings:
+                mask &= (keyed[k] == ev[k]).to_numpy()
+            if claim.key in sweeps:
+                mask &= in_sweep(keyed, sweeps[claim.key]).to_numpy()
+            sub = keyed[mask]
+            f = measure(sub, claim, metric)
+            if f.n == 0:
                 continue
             found = True
-            rows.append(
-                {
-                    "claim": claim.claim,
-                    "paper": claim.paper,
-                    "measured": m.text,
-                    "target": ev["target"],
-                    "protocol": ev["protocol"],
-                    "setups": m.groups,
-                    "sweeps": m.sweeps,
-                }
-            )
+            used = sub[sub[claim.axis].notna()]
+            rows.append(_row(f, _evaluation(ev), _sweeps(used)))
         if not found:
-            rows.append(
-                {
-                    "claim": claim.claim,
-                    "paper": claim.paper,
-                    "measured": NOT_RUN,
-                    "target": "—",
-                    "protocol": "—",
-                    "setups": 0,
-                    "sweeps": "—",
-                }
-            )
-    return pd.DataFrame(rows)
+            rows.append(_row(Finding(claim, n=0), MISSING, MISSING))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+COLUMNS = [
+    "claim",
+    "comparison",
+    "n",
+    "mean_diff",
+    "ci_lo",
+    "ci_hi",
+    "verdict",
+    "size_vs_paper",
+    "paper",
+    "evaluated_on",
+    "sweeps",
+]
+
+
+def _row(f: Finding, evaluated_on: str, sweeps: str) -> dict:
+    return {
+        "claim": f.claim.claim,
+        "comparison": f.claim.comparison() if f.n else f"{f.claim.comparison()}: no matched runs",
+        "n": f.n,
+        "mean_diff": f.mean,
+        "ci_lo": f.lo,
+        "ci_hi": f.hi,
+        "verdict": f.verdict,
+        "size_vs_paper": f.size_vs_paper,
+        "paper": f.claim.paper,
+        "evaluated_on": evaluated_on,
+        "sweeps": sweeps,
+    }
+
+
+def _num(v: float, fmt: str = "+.2f") -> str:
+    return MISSING if v is None or not math.isfinite(v) else format(v, fmt)
+
+
+def findings_markdown(table: pd.DataFrame) -> str:
+    """findings.md: a row per claim (and evaluation setting), differences in points."""
+    lines = [
+        "Paired per-seed differences, in points (percent). n = seeds with a matched pair; 95% CI ="
+        " t interval over seeds. Verdict: agrees = the CI lies entirely on the paper's side of"
+        " 0; contradicts = entirely on the other side; inconclusive = the CI contains 0, or"
+        " n < 3. The size column compares the CI with the paper's figure; it does not change"
+        " the verdict.",
+        "",
+        "| claim | comparison | n | mean diff | 95% CI | verdict | size vs paper "
+        "| paper's figure | evaluated on | sweeps |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples(index=False):
+        ci = MISSING if not math.isfinite(r.ci_lo) else f"[{r.ci_lo:+.2f}, {r.ci_hi:+.2f}]"
+        cells = [r.claim, r.comparison, str(r.n), _num(r.mean_diff), ci, r.verdict,
+                 r.size_vs_paper, r.paper, r.evaluated_on, r.sweeps]  # fmt: skip
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,13 @@ pretraining run without transfers is one row with empty transfer columns; a rand
 weights-file) transfer is its own row with empty pretraining columns. Run directories are the
 only source of truth: nothing is read from anywhere else, except which sweep launched a run
 (``<runs_dir>/_sweeps/<sweep>.json``, written by the sweep verb) for the ``sweeps`` column.
+
+Every transfer setting is a column (:data:`TRANSFER_SETTINGS`: target, target split, protocol,
+probed features, batch-norm re-estimation, resolution, folds), and :func:`split_keys` adds any of
+them that varies inside a group to the group's keys, so the tables, figures, fits and findings
+never average runs that differ in how they were evaluated. ``target_split`` is read from
+metrics.json when present (which split protocol the target used, e.g. held-out images of the
+pretraining categories vs held-out categories) and is ``""`` for runs that predate it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ TRANSFER_COLUMNS = [
     "init",
     "target",
     "protocol",
+    "target_split",
     "features",
+    "bn_recalibrate",
+    "resolution",
     "top1",
     "top5",
     "top1_std",
@@ -48,6 +58,16 @@ TRANSFER_COLUMNS = [
     "transfer_wall_s",
 ]
 COLUMNS = [*PRETRAIN_COLUMNS, *TRANSFER_COLUMNS, "sweeps"]
+# How a transfer run was evaluated: runs that differ in any of these are never one cell.
+TRANSFER_SETTINGS = [
+    "target",
+    "target_split",
+    "protocol",
+    "features",
+    "bn_recalibrate",
+    "resolution",
+    "folds",
+]
 
 
 def read_runs(runs_dir: str | Path) -> tuple[list[dict], list[str]]:
@@ -103,7 +123,10 @@ def _transfer_row(m: dict) -> dict:
         "init": m.get("init") or ("hashtag" if m.get("pretrain_run") else "random"),
         "target": m.get("target"),
         "protocol": m.get("protocol"),
+        "target_split": m.get("target_split", ""),
         "features": m.get("features"),
+        "bn_recalibrate": m.get("bn_recalibrate"),
+        "resolution": m.get("resolution"),
         "top1": m.get("top1"),
         "top5": m.get("top5"),
         "top1_std": m.get("top1_std"),
@@ -159,3 +182,27 @@ def in_sweep(df: pd.DataFrame, sweep: str) -> pd.Series:
     """Rows that a given sweep planned (the ``sweeps`` column is comma-separated)."""
     names = df["sweeps"].fillna("").astype(str).str.split(",")
     return pd.Series([sweep in n for n in names], index=df.index, dtype=bool)
+
+
+def as_keys(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """A copy whose key columns hold no missing values (``""`` instead), so groupby keeps them."""
+    d = df.copy()
+    for k in keys:
+        d[k] = d[k].astype(object).where(d[k].notna(), "")
+    return d
+
+
+def split_keys(df: pd.DataFrame, keys: list[str]) -> list[str]:
+    """``keys`` plus every transfer setting (:data:`TRANSFER_SETTINGS`) that takes more than one
+    value inside some group of ``keys``: grouping by the result never mixes settings. A setting
+    that is constant within every group (e.g. folds that differ only between targets, with the
+    target a key) is not added."""
+    extra = [c for c in TRANSFER_SETTINGS if c not in keys and c in df.columns]
+    if df.empty or not extra:
+        return list(keys)
+    d = as_keys(df, [*keys, *extra])
+    if keys:
+        varies = d.groupby(keys, dropna=False, sort=False)[extra].nunique(dropna=False).max()
+    else:
+        varies = d[extra].nunique(dropna=False)
+    return [*keys, *(c for c in extra if varies[c] > 1)]

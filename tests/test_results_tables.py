@@ -4,6 +4,9 @@ run directories whose metrics.json follow docs/CONTRACTS.md."""
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,7 @@ def pretrain_metrics(name, *, vocab, images, seed, sampling="sqrt", noise=0.0) -
     }
 
 
-def transfer_metrics(name, pretrain: dict | None, top1: float, seed: int) -> dict:
+def transfer_metrics(name, pretrain: dict | None, top1: float, seed: int, **kw) -> dict:
     return {
         "status": "complete",
         "kind": "transfer",
@@ -72,7 +75,10 @@ def transfer_metrics(name, pretrain: dict | None, top1: float, seed: int) -> dic
         "pretrain_run": pretrain["name"] if pretrain else "",
         "pretrain_axes": pretrain["axes"] if pretrain else {},
         "init": "hashtag" if pretrain else "random",
+        "resolution": 64,
+        "bn_recalibrate": pretrain is None,
         "wall_s": 3.0,
+        **kw,
     }
 
 
@@ -143,6 +149,9 @@ def test_index_joins_transfers_to_their_pretraining(runs):
     assert row["vocab"] == "in1k" and row["images"] == 1000 and row["seed"] == 1
     assert row["top1"] == acc_of("in1k", 1000.0, 1)
     assert row["sweeps"] == "scale_vocab_mini"
+    assert row["resolution"] == 64 and not row["bn_recalibrate"] and row["features"] == "last"
+    assert row["target_split"] == "" and row["folds"] == 0  # metrics.json without the key
+    assert rnd["bn_recalibrate"].item()
     assert "crashed" not in set(df["pretrain_run"].dropna())
     csv, parquet = results.write_index(df, runs.parent / "out")
     back = pd.read_parquet(parquet)
@@ -199,10 +208,21 @@ scaling:
     assert cells[2] == f"{100 * acc_of('wordnet', 1e5, 0):.1f} (1)" and cells[3] == "—"
     tex = (out / "scale_vocab.tex").read_text()
     assert "---" in tex and r"\begin{tabular}{llrr}" in tex
-    assert (out / "acc_vs_images.png").stat().st_size > 5000
-    assert (out / "scaling_vocab.png").is_file() and (out / "scaling_vocab.json").is_file()
+    assert (out / "acc_vs_images.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fits = json.loads((out / "scaling_vocab.json").read_text())
+    assert {f["hue"] for f in fits} == set(VOCABS)
+    # 2 seeds: a cluster bootstrap over seeds, a real interval around a +5 points/decade slope
+    for f in fits:
+        lo, hi = f["ci95"]["beta"]
+        assert f["resampling"] == "seeds" and f["resampling_units"] == 2 and lo < 5.0 < hi
+        assert f["extrapolated"] and f["target_images"] == 3.5e9
+    assert "extrapolation" in (out / "scaling_vocab.md").read_text()
     findings_md = (out / "findings.md").read_text()
-    assert "a wider model helps at scale | 32x16d" in findings_md and "not run" in findings_md
+    # the fixture's sampling and noise runs have one seed: n = 1, no interval, inconclusive
+    line = next(x for x in findings_md.splitlines() if x.startswith("| square-root sampling"))
+    assert "| sampling sqrt − natural | 1 | +5.50 | — | inconclusive |" in line
+    line = next(x for x in findings_md.splitlines() if x.startswith("| multi-label softmax"))
+    assert "no matched runs | 0 | — | — | inconclusive |" in line
 
 
 def test_mean_std_over_seeds(runs):
@@ -224,25 +244,92 @@ def test_mean_std_over_seeds(runs):
     assert ("random init", "") in t_all.rows
 
 
-def test_findings_measure_the_planted_effects(runs):
+def test_runs_differing_only_in_a_transfer_setting_land_in_two_cells(tmp_path):
+    root = tmp_path / "runs"
+    pm = pretrain_metrics("pt", vocab="in1k", images=1000.0, seed=0)
+    write_run(root, pm)
+    write_run(root, transfer_metrics("pt__last", pm, 0.40, 0, features="last"))
+    write_run(root, transfer_metrics("pt__all", pm, 0.50, 0, features="all"))
+    # a second target split of the same target (metrics.json's target_split, when present)
+    write_run(root, transfer_metrics("pt__cats", pm, 0.30, 0, target_split="held-out categories"))
+    df = results.build_index(root)
+    assert set(df["target_split"]) == {"", "held-out categories"}
+    t = tables.build_table(df, tables.TableSpec(name="t", rows=["vocab"]))
+    assert t.split_by == ["target_split", "features"]
+    labels = [t.column_label(c) for c in t.columns]
+    assert labels == [
+        "synthetic_in · linear · target_split= · features=all",
+        "synthetic_in · linear · target_split= · features=last",
+        "synthetic_in · linear · target_split=held-out categories · features=last",
+    ]
+    assert t.cells == [["50.0 (1)", "40.0 (1)", "30.0 (1)"]]
+    assert "| in1k | 50.0 (1) | 40.0 (1) | 30.0 (1) |" in tables.to_markdown(t)
+    # a setting that is constant inside every cell adds nothing
+    same = df[df["target_split"] == ""]
+    t = tables.build_table(same, tables.TableSpec(name="t", rows=["vocab", "features"]))
+    assert t.split_by == [] and t.cells == [["50.0 (1)"], ["40.0 (1)"]]
+    # findings evaluate each setting on its own
+    table = findings.findings_table(df)
+    assert set(table["evaluated_on"]) == {"—"}  # one seed, nothing paired, but not mixed either
+
+
+def test_latex_escapes_every_special_character(tmp_path):
+    root = tmp_path / "runs"
+    label = "a$b{c}d~e^f&g%h_i#j"
+    pm = pretrain_metrics("pt", vocab="in1k", images=1000.0, seed=0)
+    pm["axes"]["vocab"] = label
+    write_run(root, pm)
+    write_run(root, transfer_metrics("pt__a", pm, 0.40, 0))
+    write_run(root, transfer_metrics("pt__b", pm, 0.42, 1))
+    df = results.build_index(root)
+    t = tables.build_table(df, tables.TableSpec(name="t", rows=["vocab"]))
+    tex = tables.to_latex(t, title="top-1 (%) of 50% noise_runs #1 ~ ^ {x} $5")
+    escaped = r"a\$b\{c\}d\textasciitilde e\textasciicircum f\&g\%h\_i\#j"
+    assert f"{escaped} & 41.0 $\\pm$ 1.4 (2) \\\\" in tex
+    assert (
+        r"\caption{top-1 (\%) of 50\% noise\_runs \#1 \textasciitilde \space "
+        r"\textasciicircum \space \{x\} \$5}" in tex
+    )
+    assert r"vocab & synthetic\_in / linear \\" in tex
+    assert r"\begin{tabular}{lr}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
+    # nothing special is left unescaped in the body (outside the one math $\pm$)
+    body = tex.split(r"\midrule")[1].replace(r"$\pm$", "")
+    for ch in "$&%#_{}~^":
+        bare = body.replace("\\" + ch, "").replace(r"\textasciitilde", "")
+        bare = bare.replace(r"\textasciicircum", "").replace(r"\bottomrule", "")
+        if ch == "&":
+            bare = bare.replace(" & ", " ")
+        assert ch not in bare.replace(r"\end{tabular}", "").replace(r"\end{table}", ""), ch
+
+
+def test_figure_plots_the_means_and_stds_of_its_runs(runs):
     df = results.build_index(runs)
-    table = findings.findings_table(df).set_index("claim")
-    # runs are averaged over seeds within a setup first: sqrt at (in1k, 10k) has seeds 0 and 1
-    # (mean +0.2 points over seed 0), the others seed 0 only; planted sqrt - natural = 5.5
-    assert table.loc["square-root sampling beats natural", "measured"].startswith("+5.7 points")
-    assert table.loc["uniform sampling beats natural", "measured"].startswith("+4.5 points")
-    assert table.loc["uniform sampling beats natural", "sweeps"] == "(runs outside a sweep)"
-    assert table.loc["10% label noise costs little", "measured"].startswith("-1.0 points")
-    assert table.loc["25% label noise costs about 2 points", "measured"].startswith("-2.2 points")
-    assert table.loc["50% label noise", "measured"] == "not run"
-    assert table.loc["multi-label softmax beats per-hashtag sigmoid", "measured"] == "not run"
-    # +5 points per decade planted in every setup
-    slope = table.loc["transfer accuracy grows log-linearly with pretraining images", "measured"]
-    assert slope.startswith("+5.0 points per 10x images (R² 1.00)")
-    vocab = table.loc["a bigger hashtag vocabulary helps at scale"]
-    # at the largest scale only seed 0 of wordnet has a transfer: 2.0 points minus half the seed step
-    assert vocab["measured"].startswith("vocab wordnet vs in1k: +1.8 points")
-    assert vocab["sweeps"] == "scale_vocab_mini"
+    spec = tables.FigureSpec(name="f", x="images", hue="vocab", logx=True, sweep="scale_vocab_mini")
+    fig = tables.draw_figure(df, spec)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    bars = {c.get_label(): c for c in ax.containers}
+    assert set(bars) == {f"vocab={v}" for v in VOCABS}
+    for vocab in VOCABS:
+        line, _, (segments,) = bars[f"vocab={vocab}"]
+        assert list(line.get_xdata()) == SCALES
+        for x, y, seg in zip(line.get_xdata(), line.get_ydata(), segments.get_segments()):
+            seeds = [0] if (vocab, x) == ("wordnet", 100000.0) else [0, 1]
+            values = [100 * acc_of(vocab, x, s) for s in seeds]
+            assert y == pytest.approx(np.mean(values))
+            half = np.std(values, ddof=1) if len(values) > 1 else 0.0
+            assert seg[:, 1] == pytest.approx([y - half, y + half])
+
+
+def test_tables_import_leaves_matplotlib_global_state_alone():
+    code = (
+        "import sys, experiments.tables, experiments.scaling; "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
 
 
 def test_empty_runs_dir_gives_dashes(tmp_path):
@@ -251,7 +338,8 @@ def test_empty_runs_dir_gives_dashes(tmp_path):
     t = tables.build_table(df, tables.TableSpec(name="t", sweep="scale_mini"))
     assert t.cells == []
     f = findings.findings_table(df)
-    assert set(f["measured"]) == {"not run"}
+    assert set(f["verdict"]) == {"inconclusive"} and set(f["n"]) == {0}
+    assert len(f) == len(findings.CLAIMS)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,24 @@
-"""Scaling-law fits recover the parameters that generated their points."""
+"""Scaling-law fits recover the parameters that generated their points, and their bootstrap
+intervals cover the truth as often as they claim (a simulation at the mini sweep's shape)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from datamodules.errors import UserInputError
-from experiments.scaling import fit_log_linear, fit_power_law, fit_scaling
+from experiments.scaling import (
+    TOO_FEW_RUNS,
+    fit_log_linear,
+    fit_power_law,
+    fit_scaling,
+    plot_scaling,
+    power_law_profile,
+    resample_counts,
+    weighted_log_linear,
+)
+from experiments.tables import scaling_markdown
 
 N = np.array([1e6, 3e6, 1e7, 3e7, 1e8, 3.5e8, 1e9])
 A, B, C = 5.0, 0.25, 0.12
@@ -55,11 +67,15 @@ def test_bootstrap_interval_covers_truth_and_extrapolation():
     assert s.runs_per_scale == {float(x): 4 for x in N}
 
 
-def test_one_run_per_scale_collapses_the_interval():
+def test_one_run_per_scale_or_one_seed_is_too_few_runs_not_a_zero_width_interval():
     acc = 0.4 + 0.05 * np.log10(N)
-    s = fit_scaling(N, acc, bootstrap=20)
-    lo, hi = s.ci["beta"]
-    assert lo == pytest.approx(hi) == pytest.approx(0.05)
+    s = fit_scaling(N, acc, bootstrap=20)  # one run per scale, seeds unknown
+    assert s.ci == {} and s.ci_note.startswith(TOO_FEW_RUNS)
+    s = fit_scaling(np.repeat(N, 2), np.repeat(acc, 2), seeds=np.zeros(2 * len(N)), bootstrap=20)
+    assert s.ci == {} and s.ci_note.startswith(TOO_FEW_RUNS) and s.units == 1
+    fit = {"facet": {}, "hue": "", **s.summary()}
+    assert f"({TOO_FEW_RUNS})" in scaling_markdown("scale", [fit])
+    assert "0.05 [" not in scaling_markdown("scale", [fit])
 
 
 def test_too_few_scales_are_refused():
@@ -67,3 +83,97 @@ def test_too_few_scales_are_refused():
         fit_power_law(np.array([1e6, 1e7, 1e6]), np.array([0.5, 0.4, 0.5]))
     s = fit_scaling(np.array([1e6, 1e7]), np.array([0.5, 0.6]), bootstrap=0)
     assert s.power is None and s.loglin.beta == pytest.approx(0.1)
+
+
+def test_extrapolation_is_labelled_and_the_log_linear_prediction_is_capped():
+    n = np.repeat([1e3, 1e4, 1e5], 3)
+    seeds = np.tile([0, 1, 2], 3)
+    acc = 20 + 20 * np.log10(n) + np.tile([0.0, 0.5, -0.5], 3)  # 20 points per decade
+    s = fit_scaling(n, acc, seeds=seeds, top=100.0, target_n=3.5e9, bootstrap=100, power=False)
+    assert s.extrapolated and s.capped
+    assert s.acc_at_target_loglin == 100.0 and s.ci["acc_at_target_loglin"][1] <= 100.0
+    summary = s.summary()
+    assert summary["extrapolated"] and summary["loglin_capped_at_top"]
+    ax = Figure().subplots()
+    plotted = plot_scaling(ax, n, acc, s)
+    assert plotted["grid"][-1] == pytest.approx(3.5e9) and plotted["loglin"].max() == 100.0
+    assert plotted["loglin"][0] == pytest.approx(20 + 20 * 3)  # the fitted line where it is real
+    # the extrapolated stretch is drawn dotted, apart from the fitted range
+    styles = {line.get_linestyle() for line in ax.get_lines()}
+    assert {"--", ":"} <= styles
+    inside = fit_scaling(n, acc, seeds=seeds, top=100.0, target_n=1e4, bootstrap=0)
+    assert not inside.extrapolated and not inside.capped
+    assert inside.acc_at_target_loglin == pytest.approx(100.0)
+
+
+def test_cluster_bootstrap_draws_whole_seeds():
+    n = np.repeat([1e3, 1e4, 1e5, 1e6], 3)
+    seeds = np.tile([7, 8, 9], 4)
+    w, k, df = resample_counts(n, seeds, 500, np.random.default_rng(0))
+    assert (k, df) == (3, 2) and w.shape == (500, 12)
+    for seed in (7, 8, 9):  # a drawn seed brings its run at every scale, the same number of times
+        same = w[:, seeds == seed]
+        assert (same == same[:, :1]).all()
+    assert (w.sum(1) == 12).all() and (w == 0).any() and (w == 3).any()
+    w, k, df = resample_counts(n, None, 500, np.random.default_rng(0))  # within each scale
+    assert (k, df) == (3, 8)
+    for scale in np.unique(n):
+        assert (w[:, n == scale].sum(1) == 3).all()
+
+
+def test_vectorized_power_law_profile_matches_the_scalar_fit():
+    rng = np.random.default_rng(3)
+    n = np.repeat(N, 3)
+    err = A * n**-B + C + rng.normal(0, 0.003, n.size)
+    w, _, _ = resample_counts(n, None, 20, rng)
+    a, b, c = power_law_profile(n, err, w)
+    for i in range(len(w)):
+        picks = np.repeat(np.arange(n.size), w[i])
+        fit = fit_power_law(n[picks], err[picks])
+        assert b[i] == pytest.approx(fit.b, abs=0.005)  # the profile grid's step
+        sse = ((fit.err(n[picks]) - err[picks]) ** 2).sum()
+        sse_vec = ((a[i] * n[picks] ** -b[i] + c[i] - err[picks]) ** 2).sum()
+        assert sse_vec <= sse * 1.01 + 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# coverage at the mini sweep's shape: 4 scales over 1.5 decades x 3 seeds, 200 simulated sweeps
+
+SCALES = np.round(10 ** np.linspace(np.log10(500), np.log10(500) + 1.5, 4))
+SEEDS = 3
+MINI_N = np.repeat(SCALES, SEEDS)
+MINI_SEED = np.tile(np.arange(SEEDS), len(SCALES))
+DRAWS, RESAMPLES = 200, 300
+SLOPE = 6.0  # points per 10x images
+
+
+def simulated_sweeps(law: str, rng: np.random.Generator) -> np.ndarray:
+    """[DRAWS, runs] accuracies in percent: the law plus run noise (sd 1 point) plus a seed
+    offset shared by a seed's runs at every scale (sd 0.5: nested subsets, one init)."""
+    noise = rng.normal(0, 1.0, (DRAWS, MINI_N.size))
+    noise += rng.normal(0, 0.5, (DRAWS, SEEDS))[:, MINI_SEED]
+    if law == "log-linear":
+        return 40 + SLOPE * np.log10(MINI_N) + noise
+    return 100 - (300 * MINI_N**-0.35 + 20) + noise
+
+
+def test_interval_of_the_log_linear_slope_covers_the_truth_at_least_90_percent():
+    rng = np.random.default_rng(2024)
+    sweeps = simulated_sweeps("log-linear", rng)
+    covered = {"t interval, seeds": 0, "percentile, per scale": 0, "percentile, seeds": 0}
+    for i, acc in enumerate(sweeps):
+        fit = fit_scaling(
+            MINI_N, acc, seeds=MINI_SEED, top=100.0, bootstrap=RESAMPLES, seed=i, power=False
+        )
+        lo, hi = fit.ci["beta"]
+        covered["t interval, seeds"] += lo <= SLOPE <= hi
+        # the first version's interval: percentiles of per-scale run resamples; and percentiles
+        # of the cluster bootstrap, to show that resampling seeds alone does not fix it
+        for name, seeds in (("percentile, per scale", None), ("percentile, seeds", MINI_SEED)):
+            w, _, _ = resample_counts(MINI_N, seeds, RESAMPLES, np.random.default_rng(i))
+            lo, hi = np.percentile(weighted_log_linear(MINI_N, acc, w)[1], [2.5, 97.5])
+            covered[name] += lo <= SLOPE <= hi
+    rates = {k: v / DRAWS for k, v in covered.items()}
+    print("coverage of the true log-linear slope:", rates)
+    assert rates["t interval, seeds"] >= 0.90
+    assert rates["percentile, per scale"] < 0.90 and rates["percentile, seeds"] < 0.90
