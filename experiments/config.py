@@ -142,6 +142,9 @@ class ModelConfig:
     small_input: bool = True  # 3x3 stride-1 stem, no max-pool (32-128 px inputs)
     zero_init_residual: bool = True  # last BN gamma of each residual block starts at 0
     loss: str = "softmax"  # softmax (multi-label softmax, the paper) | sigmoid (ablation)
+    # sigmoid loss: classifier bias at logit(p) (lightning_modules/losses.py); p = the hashtag's
+    # training-image frequency (frequency) or 1/V (uniform); none = the layer's default init
+    sigmoid_prior: str = "frequency"
     weights: str = ""  # optional local torchvision/timm-layout state dict to start from
 
 
@@ -153,6 +156,7 @@ class OptimConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     wd_exclude_bn_bias: bool = True
+    sigmoid_lr_mult: float = 1.0  # model.loss=sigmoid trains at base_lr x this (README: scan)
 
 
 @dataclass
@@ -240,6 +244,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.sampling_combine": ("mean", "max", "sum"),
     "data.label_noise_dist": ("natural", "uniform"),
     "model.loss": ("softmax", "sigmoid"),
+    "model.sigmoid_prior": ("frequency", "uniform", "none"),
     "schedule.decay": ("step", "cosine"),
     "transfer.protocol": ("linear", "finetune"),
     "transfer.features": ("last", "all"),

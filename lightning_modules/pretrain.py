@@ -24,8 +24,9 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics import MeanMetric
 
+from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, normalize_images
-from lightning_modules.losses import get_loss
+from lightning_modules.losses import get_loss, sigmoid_prior_bias
 from lightning_modules.metrics import HashtagPrecision, precision_hits
 from lightning_modules.optim import build_scheduler, build_sgd
 
@@ -59,6 +60,8 @@ class HashtagPretrainer(L.LightningModule):
         self.cfg = OmegaConf.create(config)
         self.net = build_resnext(self.cfg.model, vocab_size)
         self.loss_fn = get_loss(self.cfg.model.loss)
+        # the head's initial bias, to tell at setup whether model.weights replaced it
+        self._initial_bias = self.net.fc.bias.detach().clone()
         self.val_loss = MeanMetric()
         self.val_precision = HashtagPrecision((1, 5))
         self.val_history: list[dict[str, float]] = []  # one entry per validation, survives resume
@@ -72,6 +75,60 @@ class HashtagPretrainer(L.LightningModule):
     def channels_last(self) -> bool:
         # channels_last pays on the CPU too (oneDNN convolutions): ~2-4x measured on rx-tiny
         return bool(self.cfg.trainer.channels_last)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._init_sigmoid_prior()
+
+    def sigmoid_prior(self) -> str:
+        """``model.sigmoid_prior`` for the sigmoid loss ("none" for softmax and for configs
+        written before the knob existed)."""
+        if self.cfg.model.loss != "sigmoid":
+            return "none"
+        return str(self.cfg.model.get("sigmoid_prior", "none"))
+
+    def _init_sigmoid_prior(self) -> None:
+        """Sigmoid loss: the classifier bias starts at the prior logit (see
+        :mod:`lightning_modules.losses`), from the datamodule's ``hashtag_counts`` over its
+        ``num_train`` images. Runs in ``setup``, before Lightning restores a checkpoint (a
+        resumed run keeps its trained bias); a head loaded from ``model.weights`` is kept."""
+        prior = self.sigmoid_prior()
+        if prior == "none" or self._initial_bias is None:
+            return
+        bias = self.net.fc.bias
+        if not torch.equal(bias.detach().cpu(), self._initial_bias.cpu()):
+            self._initial_bias = None  # loaded from model.weights
+            return
+        counts, num_train = None, 0
+        if prior == "frequency":
+            dm = getattr(self.trainer, "datamodule", None)
+            counts = getattr(dm, "hashtag_counts", None)
+            num_train = int(getattr(dm, "num_train", 0) or 0)
+            if counts is None or not num_train:
+                raise UserInputError(
+                    "model.sigmoid_prior=frequency needs the datamodule's hashtag_counts and "
+                    "num_train; use model.sigmoid_prior=uniform"
+                )
+            counts = torch.as_tensor(np.asarray(counts))
+        else:
+            counts = torch.zeros(bias.shape[0])
+        if len(counts) != bias.shape[0]:
+            raise UserInputError(
+                f"{len(counts)} hashtag counts for a {bias.shape[0]}-class head: the datamodule "
+                "and the model disagree on the vocabulary"
+            )
+        with torch.no_grad():
+            bias.copy_(sigmoid_prior_bias(counts, num_train, prior).to(bias))
+        self._initial_bias = None
+
+    def optim_config(self):
+        """``optim`` as the optimizer and schedule read it: with the sigmoid loss, ``base_lr``
+        is multiplied by ``optim.sigmoid_lr_mult``."""
+        optim = self.cfg.optim
+        if self.cfg.model.loss != "sigmoid":
+            return optim
+        mult = float(optim.get("sigmoid_lr_mult", 1.0))
+        return OmegaConf.merge(optim, {"base_lr": float(optim.base_lr) * mult})
 
     def on_fit_start(self) -> None:
         self._start_time = time.time()
@@ -95,11 +152,12 @@ class HashtagPretrainer(L.LightningModule):
 
     def configure_optimizers(self):
         global_batch = self.global_batch()
-        optimizer = build_sgd(self.net, self.cfg.optim, global_batch)
+        optim_cfg = self.optim_config()
+        optimizer = build_sgd(self.net, optim_cfg, global_batch)
         scheduler, self.schedule = build_scheduler(
             optimizer,
             self.cfg.schedule,
-            self.cfg.optim,
+            optim_cfg,
             global_batch=global_batch,
             num_train=self._num_train(),
         )
