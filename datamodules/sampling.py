@@ -393,18 +393,21 @@ def _draw_excluding(
     Exact, in integers: ``t`` is a position in the CDF with the excluded intervals cut out; it
     is mapped back to the full CDF by stepping over each excluded interval [start, start + w)
     that lies at or below it, in ascending id order, then found by one binary search."""
-    excluded = np.sort(excluded, axis=1)
+    excluded = np.ascontiguousarray(np.sort(excluded, axis=1).T)  # [k, n]: rows are columns
     valid = excluded >= 0
-    valid[:, 1:] &= excluded[:, 1:] != excluded[:, :-1]
+    valid[1:] &= excluded[1:] != excluded[:-1]
     safe = np.maximum(excluded, 0)
-    mass = np.where(valid, weights[safe], 0)
-    start = cdf[safe] - weights[safe]
-    remaining = int(cdf[-1]) - mass.sum(axis=1)
+    mass = weights[safe]
+    mass[~valid] = 0
+    start = cdf[safe]
+    start -= weights[safe]
+    remaining = int(cdf[-1]) - mass.sum(axis=0)
     t = np.minimum((u * remaining).astype(np.int64), np.maximum(remaining - 1, 0))
-    for k in range(excluded.shape[1]):
-        t += np.where(start[:, k] <= t, mass[:, k], 0)
+    for k in range(len(excluded)):
+        t += mass[k] * (start[k] <= t)
     new = np.searchsorted(cdf, t, side="right")
-    return np.where(remaining > 0, new, -1)
+    new[remaining <= 0] = -1
+    return new
 
 
 def apply_label_noise(
@@ -433,13 +436,18 @@ def apply_label_noise(
         raise ValueError(f"{len(ids)} sample ids for {len(lab)} label rows")
     if lab.size and lab.max() >= len(weights):
         raise ValueError(f"label id {int(lab.max())} outside the {len(weights)}-id vocabulary")
-    slots = np.arange(lab.shape[1]).reshape(1, -1)
-    replace = (hash_uniform(seed, ids, slots, _NOISE_DECIDE) < p) & (lab >= 0)
     noisy = lab.copy()
+    present = lab >= 0
+    used = np.flatnonzero(present.any(axis=0))
+    if not len(used):
+        return labels if as_torch else noisy
+    width = int(used[-1]) + 1  # slots beyond the last one any row uses are padding only
+    slots = np.arange(width).reshape(1, -1)
+    replace = (hash_uniform(seed, ids, slots, _NOISE_DECIDE) < p) & present[:, :width]
     cdf = np.cumsum(weights)
     for j in np.flatnonzero(replace.any(axis=0)):
         rows = np.flatnonzero(replace[:, j])
-        excluded = np.concatenate([lab[rows], noisy[rows, :j]], axis=1).astype(np.int64)
+        excluded = np.concatenate([lab[rows, :width], noisy[rows, :j]], axis=1).astype(np.int64)
         u = hash_uniform(seed, ids[rows, 0], j, _NOISE_PICK)
         new = _draw_excluding(weights, cdf, excluded, u)
         keep = new >= 0  # nothing left to draw: the label stays
@@ -459,9 +467,18 @@ def noisy_label_chunks(
 ):
     """``label_chunks`` (padded rows in sample-id order, the first with id ``first_id``) with
     :func:`apply_label_noise` applied: the labels training will see, for the resampling
-    weights. Lazy, one chunk at a time."""
-    next_id = int(first_id)
-    for chunk in label_chunks:
-        ids = np.arange(next_id, next_id + len(chunk), dtype=np.int64)
-        next_id += len(chunk)
-        yield apply_label_noise(chunk, ids, p, dist, counts, seed)
+    weights. Lazy and in order, on a few threads with a bounded read-ahead
+    (:func:`_map_ordered`)."""
+
+    def numbered():
+        next_id = int(first_id)
+        for chunk in label_chunks:
+            yield next_id, chunk
+            next_id += len(chunk)
+
+    def corrupt(item: tuple[int, np.ndarray]) -> np.ndarray:
+        first, chunk = item
+        ids = np.arange(first, first + len(chunk), dtype=np.int64)
+        return apply_label_noise(chunk, ids, p, dist, counts, seed)
+
+    yield from _map_ordered(corrupt, numbered())
