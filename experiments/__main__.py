@@ -27,6 +27,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "transfer": ("experiments.transfer", "linear probe or fine-tuning of a pretrained network"),
     "sweep": ("experiments.sweep", "expand and launch a sweep over the paper's axes"),
     "tables": ("experiments.tables", "results index, paper tables, figures, scaling-law fits"),
+    "reproduce": (
+        "experiments.reproduce",
+        "run every sweep of a suite (mini), then build its results folder",
+    ),
     "quickstart": ("experiments.quickstart", "the main job: tags -> pretrain -> transfer -> table"),
     "bench": ("experiments.bench", "benchmarks that print figures and save JSON"),
     "predict": ("experiments.predict", "top-k hashtags for images from a checkpoint"),

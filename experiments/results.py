@@ -18,11 +18,14 @@ pretraining categories vs held-out categories) and is ``""`` for runs that preda
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from experiments.rundir import METRICS_FILE, read_json
+from datamodules.errors import UserInputError
+from experiments.rundir import METRICS_FILE, atomic_write_text, read_json
 
 AXES = [
     "source",
@@ -162,20 +165,71 @@ def build_index(runs_dir: str | Path) -> pd.DataFrame:
         if name not in used:
             rows.append({**_pretrain_row(m), "sweeps": ",".join(sorted(set(sweeps.get(name, []))))})
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.sort_values(
-        ["pretrain_run", "transfer_run"], na_position="first", kind="stable"
-    ).reset_index(drop=True)
+    df = df.sort_values(["pretrain_run", "transfer_run"], na_position="first", kind="stable")
+    return _tidy(df.reset_index(drop=True))
 
 
-def write_index(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
-    """results.csv and results.parquet in out_dir."""
+def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """One spelling of "missing" per column type: NaN in numeric columns, None in the others
+    (rows that lack a key and rows whose metrics.json wrote null look the same)."""
+    for c in df.columns:
+        if df[c].isna().all():
+            df[c] = pd.Series(np.nan, index=df.index, dtype=float)
+        elif df[c].dtype == object:
+            df[c] = df[c].where(df[c].notna(), None)
+    return df
+
+
+RECORDS_FILE = "records.jsonl"
+
+
+def write_index(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path, Path]:
+    """results.csv, results.parquet and records.jsonl (:func:`write_records`) in out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, parquet = out / "results.csv", out / "results.parquet"
     df.to_csv(csv, index=False)
     # object columns mix None and values: parquet wants one type per column
     df.convert_dtypes().to_parquet(parquet, index=False)
-    return csv, parquet
+    return csv, parquet, write_records(df, out / RECORDS_FILE)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_records(df: pd.DataFrame, path: str | Path) -> Path:
+    """The index as JSON lines, one run a line, values as metrics.json had them (missing =
+    null): the per-run record a results folder commits, from which :func:`read_records`
+    rebuilds the same index without the run directories."""
+    lines = [
+        json.dumps({k: _plain(v) for k, v in row.items()}, sort_keys=False)
+        for row in df.to_dict("records")
+    ]
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def read_records(path: str | Path) -> pd.DataFrame:
+    """The index written by :func:`write_records` (columns :data:`COLUMNS`, in that order)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: no per-run records here; build them from run directories")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{path}:{i}: not a JSON record ({exc.msg})") from None
+    unknown = sorted({k for r in rows for k in r} - set(COLUMNS))
+    if unknown:
+        raise UserInputError(f"{path}: unknown columns {unknown}; expected {', '.join(COLUMNS)}")
+    return _tidy(pd.DataFrame(rows, columns=COLUMNS))
 
 
 def in_sweep(df: pd.DataFrame, sweep: str) -> pd.Series:

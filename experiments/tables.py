@@ -439,14 +439,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dot-list overrides, e.g. runs_dir=runs2")
 
 
-def build_all(cfg: TablesConfig) -> dict[str, list[Path]]:
-    """Write everything the config asks for; returns the written files by kind."""
-    df = results.build_index(cfg.runs_dir)
+def build_all(cfg: TablesConfig, df: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Write everything the config asks for, from the run directories under ``cfg.runs_dir``
+    or from an index already built (``df``, e.g. read back from committed per-run records);
+    returns the written files by kind."""
+    source = f"under {cfg.runs_dir}" if df is None else "in the records"
+    df = results.build_index(cfg.runs_dir) if df is None else df
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"index": list(results.write_index(df, out))}
     if df.empty:
-        print(f"tables: no complete runs under {cfg.runs_dir}; every table cell is {MISSING}")
+        print(f"tables: no complete runs {source}; every table cell is {MISSING}")
     for spec in cfg.tables:
         t = build_table(df, spec)
         title = spec.title or spec.name

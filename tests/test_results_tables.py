@@ -153,10 +153,12 @@ def test_index_joins_transfers_to_their_pretraining(runs):
     assert row["target_split"] == "" and row["folds"] == 0  # metrics.json without the key
     assert rnd["bn_recalibrate"].item()
     assert "crashed" not in set(df["pretrain_run"].dropna())
-    csv, parquet = results.write_index(df, runs.parent / "out")
+    csv, parquet, records = results.write_index(df, runs.parent / "out")
     back = pd.read_parquet(parquet)
     assert len(back) == len(df) and set(results.COLUMNS) == set(back.columns)
     assert pd.read_csv(csv)["top1"].sum() == pytest.approx(df["top1"].sum())
+    # the per-run records give back the same index, values and types, without the run dirs
+    pd.testing.assert_frame_equal(results.read_records(records), df)
 
 
 def test_table_numbers_match_metrics_and_missing_cell_is_dash(runs, tmp_path):
@@ -355,3 +357,24 @@ def test_shipped_tables_configs_run(path, runs, tmp_path):
     for spec in cfg.tables:
         stats = pd.read_csv(tmp_path / "out" / f"{spec.name}.csv")
         assert stats["n"].sum() == (11 if spec.sweep == "scale_vocab_mini" else 0)
+
+
+def test_tables_rebuilt_from_records_have_the_same_cells(runs, tmp_path):
+    cfg = load_config(
+        CONFIGS_DIR / "tables" / "mini.yaml",
+        [f"runs_dir={runs}", f"output_dir={tmp_path / 'from_runs'}"],
+        schema=tables.TablesConfig,
+    )
+    cfg.tables.append(tables.TableSpec(name="all", rows=["vocab", "images"]))
+    tables.build_all(cfg)
+    records = results.read_records(tmp_path / "from_runs" / results.RECORDS_FILE)
+    cfg.runs_dir, cfg.output_dir = str(tmp_path / "no-runs-here"), str(tmp_path / "from_records")
+    tables.build_all(cfg, df=records)
+    names = [f"{t.name}.{ext}" for t in cfg.tables for ext in ("md", "csv", "tex")]
+    names += ["findings.md", "findings.csv", "scaling_vocab.md", "scaling_vocab.json"]
+    for name in names:
+        a = (tmp_path / "from_runs" / name).read_text()
+        assert a == (tmp_path / "from_records" / name).read_text(), name
+    values = [100 * acc_of("in1k", 1000.0, s) for s in (0, 1)]
+    cell = f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (2)"
+    assert f"| in1k | 1k | {cell} |" in (tmp_path / "from_records" / "all.md").read_text()

@@ -1,0 +1,184 @@
+"""`python -m experiments reproduce <suite>`: the dry run's plan and time estimate, the results
+folder built from run directories, and rebuilt from its per-run records alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import reproduce
+from experiments.__main__ import main
+from tests.test_results_tables import (
+    SCALES,
+    VOCABS,
+    acc_of,
+    pretrain_metrics,
+    transfer_metrics,
+    write_run,
+)
+
+
+def suite(tmp_path: Path, runs: Path, out: Path, seeds: str = "[0, 1, 2]", extra: str = "") -> Path:
+    """A suite `t` in its own configs folder: one sweep of 2 scales x 3 seeds, a tables config."""
+    configs = tmp_path / "configs"
+    (configs / "sweeps").mkdir(parents=True)
+    (configs / "tables").mkdir()
+    (configs / "sweeps" / "scale_t.yaml").write_text(
+        f"""
+base: configs/pretrain/tiny_cpu.yaml
+overrides:
+  - schedule.images_seen=4000
+  - logging.wandb=false
+{extra}
+grid:
+  data.scale: [0.5, 1.0]
+seeds: {seeds}
+transfers:
+  - config: configs/transfer/linear_synthetic_in.yaml
+    label: lin
+"""
+    )
+    (configs / "tables" / "t.yaml").write_text(
+        f"""
+runs_dir: {runs}
+output_dir: {out}
+tables:
+  - name: scale
+    sweep: scale_t
+    rows: [images]
+figures:
+  - name: acc_vs_images
+    sweep: scale_t
+    x: images
+    hue: ""
+    logx: true
+scaling:
+  - name: scaling_scale
+    sweep: scale_t
+    hue: ""
+    bootstrap: 100
+findings_sweeps:
+  scale: scale_t
+"""
+    )
+    return configs
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    reproduce.add_arguments(parser)
+    return parser.parse_intermixed_args(list(argv))
+
+
+def test_dry_run_lists_every_run_and_estimates_from_measured_rates(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    configs = suite(tmp_path, runs, tmp_path / "out")
+    # nothing ran yet: no time to measure from, and the dry run says so
+    assert reproduce.run(parse("t", "--dry-run", "--configs-dir", str(configs))) == 0
+    out = capsys.readouterr().out
+    assert "sweep scale_t: 6 pretraining runs (6 new), 6 transfers (6 pending)" in out
+    assert out.count("images_seen 4,000  [new]") == 6 and "estimated time: unknown" in out
+    # one complete run of the sweep's model timed at 100 images/s, one transfer at 30 s
+    pm = pretrain_metrics("timed", vocab="in1k", images=1000.0, seed=9)
+    pm.update(images_seen=8000, wall_s=80.0)
+    pm["axes"]["model"] = "rx-tiny"
+    write_run(runs, pm)
+    write_run(runs, {**transfer_metrics("timed__lin", pm, 0.5, 9), "wall_s": 30.0})
+    assert reproduce.run(parse("t", "--dry-run", "--configs-dir", str(configs))) == 0
+    out = capsys.readouterr().out
+    # 6 x 4000 images at 100/s = 240 s, plus 6 transfers x 30 s = 180 s: 7 min
+    assert "6 transfers (6 pending); estimated 7 min" in out
+    assert "estimated time for 6 pending runs: 7 min" in out
+    assert "100 images seen/s (1 complete runs under" in out
+    assert out.count("[new]  ~1 min") == 6  # 40 s each, rounded
+
+
+def test_unknown_suite_or_sweep_is_one_line(tmp_path, capsys):
+    configs = suite(tmp_path, tmp_path / "runs", tmp_path / "out")
+    assert main(["reproduce", "nope", "--configs-dir", str(configs)]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert (
+        main(["reproduce", "t", "--dry-run", "--sweeps", "x", "--configs-dir", str(configs)]) == 2
+    )
+    assert "--sweeps: x not in suite t; its sweeps: scale_t" in capsys.readouterr().err
+
+
+def test_results_folder_rebuilds_from_its_records_without_run_dirs(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    configs = suite(tmp_path, runs, out)
+    for vocab in VOCABS:
+        for images in SCALES:
+            for seed in (0, 1, 2):
+                name = f"{vocab}-{int(images)}-{seed}"
+                pm = pretrain_metrics(name, vocab=vocab, images=images, seed=seed)
+                write_run(runs, pm)
+                write_run(
+                    runs, transfer_metrics(f"{name}__lin", pm, acc_of(vocab, images, seed), seed)
+                )
+    names = [f"{v}-{int(i)}-{s}" for v in VOCABS for i in SCALES for s in (0, 1, 2)]
+    (runs / "_sweeps").mkdir()
+    (runs / "_sweeps" / "scale_t.json").write_text(
+        json.dumps(
+            {"sweep": "scale_t", "runs": [{"name": n, "transfers": [f"{n}__lin"]} for n in names]}
+        )
+    )
+    assert reproduce.run(parse("t", "--tables-only", "--configs-dir", str(configs))) == 0
+    built = {p.name: p.read_text() for p in out.glob("*.md")}
+    built.update({p.name: p.read_text() for p in out.glob("*.csv")})
+    assert {"scale.md", "findings.md", "scaling_scale.md", "results.csv"} <= set(built)
+    assert (out / "acc_vs_images.png").is_file() and (out / "records.jsonl").is_file()
+    # the scale claim: 3 seeds, each with a +5 points/decade slope over both vocabularies
+    line = next(x for x in built["findings.md"].splitlines() if x.startswith("| transfer acc"))
+    assert "| 3 | +5.00 | [" in line and "| agrees |" in line
+    shutil.rmtree(runs)
+    for p in out.iterdir():
+        if p.name != "records.jsonl":
+            p.unlink()
+    assert main(["reproduce", "t", "--from-records", "--configs-dir", str(configs)]) == 0
+    assert "rebuilt" in capsys.readouterr().out
+    for name, text in built.items():
+        assert (out / name).read_text() == text, name
+
+
+def test_from_records_without_records_is_one_line(tmp_path, capsys):
+    configs = suite(tmp_path, tmp_path / "runs", tmp_path / "out")
+    assert main(["reproduce", "t", "--from-records", "--configs-dir", str(configs)]) == 2
+    assert "no per-run records here" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
+    """2 scales x 3 seeds of real pretraining and linear probes on the synthetic world, tiny
+    budget, through `reproduce`; then rerun: everything is complete and nothing reruns."""
+    runs, out, cache = tmp_path / "runs", tmp_path / "out", tmp_path / "cache"
+    extra = "\n".join(
+        f"  - {o}"
+        for o in (
+            "data.num_images=600",
+            f"data.cache_dir={cache}",
+            "schedule.warmup_images=64",
+        )
+    )
+    configs = suite(tmp_path, runs, out, extra=extra)
+    sweep = configs / "sweeps" / "scale_t.yaml"
+    text = sweep.read_text().replace("schedule.images_seen=4000", "schedule.images_seen=640")
+    text = text.replace(
+        "    label: lin\n",
+        "    label: lin\n    overrides: [transfer.max_per_class=10, "
+        f"data.cache_dir={cache}, logging.wandb=false]\n",
+    )
+    sweep.write_text(text)
+    argv = ["reproduce", "t", "--configs-dir", str(configs)]
+    assert main(argv) == 0, capsys.readouterr().out
+    assert "done 12/12" in capsys.readouterr().out
+    findings = pd.read_csv(out / "findings.csv").set_index("claim")
+    scale = findings.loc["transfer accuracy grows log-linearly with pretraining images"]
+    assert scale["n"] == 3 and scale["ci_lo"] < scale["mean_diff"] < scale["ci_hi"]
+    assert scale["verdict"] in ("agrees", "contradicts", "inconclusive")
+    assert main(argv) == 0
+    assert "12 already complete" in capsys.readouterr().out
