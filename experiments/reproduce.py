@@ -198,7 +198,10 @@ def dry_run(paths: list[Path], overrides: list[str], runs_dir: str, rates: Rates
             sweep_unknown += len(pending_t)
         counts = {s: states.count(s) for s in dict.fromkeys(states)}
         state_text = ", ".join(f"{n} {s}" for s, n in counts.items())
-        estimate = human_time(sweep_s) + (" + unknown" if sweep_unknown else "")
+        if not sweep_unknown:
+            estimate = human_time(sweep_s)
+        else:
+            estimate = f"{human_time(sweep_s)} + unknown" if sweep_s else "unknown"
         print(
             f"sweep {spec.name}: {len(runs)} pretraining runs ({state_text}), "
             f"{sum(len(r.transfers) for r in runs)} transfers ({len(pending_t)} pending); "

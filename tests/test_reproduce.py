@@ -81,7 +81,10 @@ def test_dry_run_lists_every_run_and_estimates_from_measured_rates(tmp_path, cap
     # nothing ran yet: no time to measure from, and the dry run says so
     assert reproduce.run(parse("t", "--dry-run", "--configs-dir", str(configs))) == 0
     out = capsys.readouterr().out
-    assert "sweep scale_t: 6 pretraining runs (6 new), 6 transfers (6 pending)" in out
+    assert (
+        "sweep scale_t: 6 pretraining runs (6 new), 6 transfers (6 pending); estimated unknown"
+        in out
+    )
     assert out.count("images_seen 4,000  [new]") == 6 and "estimated time: unknown" in out
     # one complete run of the sweep's model timed at 100 images/s, one transfer at 30 s
     pm = pretrain_metrics("timed", vocab="in1k", images=1000.0, seed=9)
