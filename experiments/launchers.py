@@ -7,15 +7,18 @@ deadlock in a process that already ran a Loader, so several runs never share a p
 inject a runner (any picklable callable taking a Task) instead.
 
 Nothing here schedules: the local launcher is a loop, and everything else is submitit
-(``LocalExecutor`` for ``submitit-local``, ``AutoExecutor`` job arrays for SLURM, with
-requeueing on timeout through ``submitit.helpers.Checkpointable``) or ``wandb sweep``/agent.
-Completed runs are skipped (``RunDir.is_complete``); a run with a checkpoint is resumed by the
-run itself (``run_pretrain`` does it); a failed run is simply run again.
+(``LocalExecutor`` for ``submitit-local``, ``AutoExecutor`` job arrays for SLURM) or
+``wandb sweep``/agent. Completed runs are skipped (``RunDir.is_complete``); a run with a
+checkpoint is resumed by the run itself (``run_pretrain`` does it); a failed run is simply run
+again. Before a SLURM time limit the job gets submitit's signal (USR2, ``slurm_signal_delay_s``
+ahead); the worker forwards it to the running run, a pretraining run checkpoints at its next step
+and requeues the job itself (:mod:`experiments.requeue` has the whole path).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -90,19 +93,59 @@ def _single_process_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
 
 
+class Requeued(Exception):
+    """The job is being requeued (``by_run``: a pretraining run checkpointed and requeued it)."""
+
+    def __init__(self, why: str, by_run: bool):
+        super().__init__(why)
+        self.by_run = by_run
+
+
+class _RequeueSignal:
+    """The worker's handler for the requeue signal: remember it, forward it to the running run.
+
+    Forwarding makes the run see the signal however the cluster delivers it (SLURM signals every
+    process of the step with proctrack/cgroup, only the task's process group with others); a
+    duplicate is harmless, since the run's handler only sets a flag.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+
+_REQUEUE = _RequeueSignal()
+
+
 def subprocess_runner(task: Task) -> None:
     """Run the task in a fresh interpreter, appending its output to ``<run dir>/sweep.log``.
 
     Transfers run as a single process even inside a multi-task SLURM job (only rank 0 runs
     them), so SLURM's variables are removed from their environment.
     """
+    from experiments.requeue import REQUEUE_EXIT
+
     task.run_dir.mkdir(parents=True, exist_ok=True)
     env = _single_process_env() if task.kind == "transfer" else dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with open(task.log_path, "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(task.command())}\n")
         log.flush()
-        rc = subprocess.call(task.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        with subprocess.Popen(
+            task.command(), stdout=log, stderr=subprocess.STDOUT, env=env
+        ) as child:
+            _REQUEUE.child = child
+            try:
+                rc = child.wait()
+            finally:
+                _REQUEUE.child = None
+    if rc == REQUEUE_EXIT and task.kind == "pretrain":
+        raise Requeued(f"{task.name} checkpointed and requeued the job", by_run=True)
     if rc != 0:
         raise RunFailed(f"{task.kind} {task.name} exited with status {rc}")
 
@@ -115,16 +158,27 @@ def _rank() -> int:
         return 0
 
 
+def _check_requeue_signal(task: Task) -> None:
+    if _REQUEUE.received:
+        raise Requeued(f"requeue signal before or during {task.kind} {task.name}", by_run=False)
+
+
 def _run_task(task: Task, runner: Runner) -> str:
     if RunDir(task.run_dir).is_complete():
         return "complete"
+    _check_requeue_signal(task)
     try:
         runner(task)
+    except Requeued:
+        raise
     except Exception as exc:  # a failed run must not stop the sweep; its log says why
         task.run_dir.mkdir(parents=True, exist_ok=True)
         with open(task.log_path, "a") as log:
             log.write(f"sweep: {task.kind} failed: {exc}\n{traceback.format_exc()}")
-    return "complete" if RunDir(task.run_dir).is_complete() else "failed"
+    if not RunDir(task.run_dir).is_complete():
+        _check_requeue_signal(task)  # killed by the forwarded signal: rerun after the requeue
+        return "failed"
+    return "complete"
 
 
 def execute_job(job: Job, runner: Runner | None = None) -> dict[str, str]:
@@ -142,14 +196,33 @@ def execute_job(job: Job, runner: Runner | None = None) -> dict[str, str]:
 
 
 class SubmititJob(submitit.helpers.Checkpointable):
-    """The callable submitit pickles; on a SLURM timeout it requeues itself and the run resumes
-    from its last checkpoint."""
+    """The callable submitit pickles and runs in each task of a job.
+
+    It replaces submitit's handler of the requeue signal (which would requeue and kill the
+    running run at once) with :class:`_RequeueSignal`; a pretraining run then checkpoints and
+    requeues the job itself; otherwise rank 0 requeues it here (:func:`requeue.requeue_job`).
+    Either way the task ends without a result, so submitit waits for the requeued job.
+    (Checkpointable covers a signal that comes before this handler is installed.)
+    """
 
     def __init__(self, runner: Runner | None = None):
         self.runner = runner
 
     def __call__(self, job: Job) -> dict[str, str]:
-        return execute_job(job, self.runner)
+        from experiments import requeue
+
+        signum = requeue.requeue_signal()
+        _REQUEUE.received = False
+        previous = signal.signal(signum, _REQUEUE)
+        try:
+            return execute_job(job, self.runner)
+        except Requeued as why:
+            if not why.by_run and _rank() == 0:
+                requeue.requeue_job()
+            print(f"sweep: {why}; ending this task without a result", file=sys.stderr)
+            sys.exit(requeue.REQUEUE_EXIT)  # SystemExit: submitit writes no result pickle
+        finally:
+            signal.signal(signum, previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +309,13 @@ def launch_local(jobs: Sequence[Job], runner: Runner | None = None) -> SweepRepo
     rep = _report(jobs)
     results = []
     for job in tqdm(jobs, desc="sweep", unit="job", disable=len(jobs) < 2):
-        results.append(execute_job(job, runner))
+        try:
+            results.append(execute_job(job, runner))
+        except Requeued as why:  # inside an sbatch job: the run requeued it; rerun continues
+            from experiments.requeue import REQUEUE_EXIT
+
+            print(f"sweep: {why}", file=sys.stderr)
+            raise SystemExit(REQUEUE_EXIT) from None
     return _finish(rep, jobs, results)
 
 

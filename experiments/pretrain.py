@@ -6,8 +6,9 @@
 ``trainer.checkpoint_every_n_steps`` optimizer steps and at the end), ``logs/`` (CSV, W&B
 offline) and finally ``metrics.json``. Rerunning the same command resumes from
 ``checkpoints/last.ckpt`` (mid-epoch: model, optimizer, schedule, datamodule position, RNG) or
-returns at once when ``metrics.json`` says the run is complete. Under SLURM, Lightning's
-SLURMEnvironment requeues the job on a time-out signal and the newest checkpoint is used.
+returns at once when ``metrics.json`` says the run is complete. Under SLURM, the time-limit signal
+(submitit's USR2) makes the run checkpoint at its next step and requeue the job
+(:mod:`experiments.requeue`); the requeued run resumes from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -115,7 +116,12 @@ def build_trainer(cfg: RunConfig, run: RunDir, *, max_steps: int, batches_per_va
     loggers = run_loggers(cfg, run)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    plugins = [SLURMEnvironment(auto_requeue=True)] if SLURMEnvironment.detect() else None
+    plugins = None
+    if SLURMEnvironment.detect():  # requeue: our callback at a step boundary, not Lightning's
+        from experiments.requeue import RequeueOnSignal
+
+        plugins = [SLURMEnvironment(auto_requeue=False)]
+        callbacks.append(RequeueOnSignal())
     val_kwargs: dict[str, Any] = {"check_val_every_n_epoch": 1}
     if batches_per_val:
         val_kwargs = {"val_check_interval": batches_per_val, "check_val_every_n_epoch": None}
