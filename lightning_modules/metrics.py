@@ -1,4 +1,4 @@
-"""Hashtag precision@k as a torchmetrics Metric (sum/count states, so DDP syncs them).
+"""Hashtag precision@k as torchmetrics Metrics (sum/count states, so DDP syncs them).
 
 precision@k of one image = (number of its top-k predicted hashtags that are among its
 hashtags) / k; the metric is the mean over images with at least one hashtag. With ~2 hashtags
@@ -52,3 +52,14 @@ class HashtagPrecision(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         values = self.hits / self.count.clamp(min=1)
         return {f"precision_at_{k}": values[i] for i, k in enumerate(self.ks)}
+
+
+class HashtagPrecisionAtK(HashtagPrecision):
+    """precision@k for one k, as a scalar: a Metric that ``LightningModule.log`` takes as is
+    (Lightning then computes it once over all ranks and resets it at the end of the epoch)."""
+
+    def __init__(self, k: int, **kwargs):
+        super().__init__((k,), **kwargs)
+
+    def compute(self) -> torch.Tensor:  # type: ignore[override]
+        return self.hits[0] / self.count.clamp(min=1)

@@ -27,7 +27,7 @@ from torchmetrics import MeanMetric
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, normalize_images
 from lightning_modules.losses import get_loss, sigmoid_prior_bias
-from lightning_modules.metrics import HashtagPrecision, precision_hits
+from lightning_modules.metrics import HashtagPrecisionAtK, precision_hits
 from lightning_modules.optim import build_scheduler, build_sgd
 
 
@@ -62,8 +62,11 @@ class HashtagPretrainer(L.LightningModule):
         self.loss_fn = get_loss(self.cfg.model.loss)
         # the head's initial bias, to tell at setup whether model.weights replaced it
         self._initial_bias = self.net.fc.bias.detach().clone()
+        # torchmetrics Metrics, logged as such: Lightning reduces them over DDP ranks
         self.val_loss = MeanMetric()
-        self.val_precision = HashtagPrecision((1, 5))
+        self.val_precision = torch.nn.ModuleDict(
+            {f"precision_at_{k}": HashtagPrecisionAtK(k) for k in (1, 5)}
+        )
         self.val_history: list[dict[str, float]] = []  # one entry per validation, survives resume
         self.schedule: dict[str, Any] = {}
         self.wall_s_before = 0.0  # training wall time of earlier (killed) attempts
@@ -130,10 +133,15 @@ class HashtagPretrainer(L.LightningModule):
         mult = float(optim.get("sigmoid_lr_mult", 1.0))
         return OmegaConf.merge(optim, {"base_lr": float(optim.base_lr) * mult})
 
-    def on_fit_start(self) -> None:
-        self._start_time = time.time()
+    def configure_model(self) -> None:
+        """channels_last before the strategy wraps the model: DDP builds its gradient buckets
+        from the parameters' strides, and a later conversion makes every step copy gradients
+        ("Grad strides do not match bucket view strides")."""
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
+
+    def on_fit_start(self) -> None:
+        self._start_time = time.time()
         if self.cfg.trainer.compile and self.device.type == "cuda" and self._compiled is None:
             # kept outside the module tree so state-dict keys stay torchvision's
             object.__setattr__(self, "_compiled", torch.compile(self.net))
@@ -197,13 +205,16 @@ class HashtagPretrainer(L.LightningModule):
         loss = self.loss_fn(logits, labels)
         labelled = (labels >= 0).any(dim=1).sum()
         self.val_loss.update(loss.detach(), weight=labelled.clamp(min=1))
-        self.val_precision.update(logits, labels)
+        for metric in self.val_precision.values():
+            metric.update(logits, labels)
 
     def on_validation_epoch_end(self) -> None:
-        values = {"loss": self.val_loss.compute(), **self.val_precision.compute()}
-        self.val_loss.reset()
-        self.val_precision.reset()
-        self.log_dict({f"val/{k}": v for k, v in values.items()})
+        metrics = {"loss": self.val_loss, **self.val_precision}
+        # compute() syncs the states over all ranks (every rank gets the global value) and
+        # caches it; Lightning logs that value and resets the metrics after the epoch
+        values = {name: metric.compute() for name, metric in metrics.items()}
+        for name, metric in metrics.items():
+            self.log(f"val/{name}", metric)
         if self.trainer.sanity_checking or not self.trainer.training:
             return
         entry = {k: float(v) for k, v in values.items()}

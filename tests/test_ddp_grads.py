@@ -10,6 +10,7 @@ mean over each rank's labelled images.
 import os
 import tempfile
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -74,3 +75,66 @@ def test_two_process_ddp_gradients_match_single_process():
     assert sum(float(g.abs().sum()) for g in reference.values()) > 0
     for name, grad in reference.items():
         torch.testing.assert_close(ddp_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# The LightningModule under 2-rank DDP (Lightning's ddp_spawn, gloo): validation metrics are
+# reduced over the ranks, and channels_last happens before DDP builds its gradient buckets.
+
+STRIDE_WARNING = "Grad strides do not match bucket view strides"
+SYNC_WARNING = "sync_dist=True"
+
+
+def _pretrainer():
+    from experiments.config import load_config, to_dict
+    from lightning_modules.pretrain import HashtagPretrainer
+    from tests.fake_data import tiny_overrides
+    from tests.test_datamodule import NUM_TRAIN, V
+
+    cfg = load_config(None, [*tiny_overrides("unused", "ddp"), "trainer.channels_last=true"])
+    torch.manual_seed(0)
+    return HashtagPretrainer(to_dict(cfg), V, num_train=NUM_TRAIN)
+
+
+def _trainer(root, world: int, **kwargs):
+    import lightning as L
+
+    return L.Trainer(
+        accelerator="cpu",
+        devices=world,
+        strategy="ddp_spawn" if world > 1 else "auto",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_two_rank_validation_equals_one_process_without_ddp_warnings(tmp_path, capfd):
+    from datamodules.pretrain import HashtagDataModule
+    from tests.test_datamodule import NUM_VAL, _Data, make_prepared
+
+    prepared = make_prepared(tmp_path / "prepared")
+    assert NUM_VAL % 2 == 0  # FFCV's distributed order pads an odd split with a repeat
+
+    def validate(world: int) -> dict[str, float]:
+        dm = HashtagDataModule(_Data(), seed=0, prepared_dir=prepared)
+        (result,) = _trainer(tmp_path, world).validate(_pretrainer(), datamodule=dm)
+        return result
+
+    single = validate(1)
+    capfd.readouterr()
+    double = validate(2)
+    assert set(double) == {"val/loss", "val/precision_at_1", "val/precision_at_5"}
+    assert single["val/precision_at_1"] > 0  # some hits: the comparison is not 0 == 0
+    for key, value in single.items():  # the same sums, added in another order
+        assert double[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+    dm = HashtagDataModule(_Data(), seed=0, prepared_dir=prepared)
+    _trainer(tmp_path, 2, max_steps=3, limit_val_batches=0).fit(_pretrainer(), datamodule=dm)
+    logs = "".join(capfd.readouterr())
+    assert STRIDE_WARNING not in logs and SYNC_WARNING not in logs, logs[-3000:]
