@@ -170,7 +170,7 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
 
     from lightning_modules.backbones import load_weights
     from lightning_modules.optim import num_steps, total_images
-    from lightning_modules.pretrain import HashtagPretrainer, global_batch_size
+    from lightning_modules.pretrain import HashtagPretrainer, global_batch_size, per_device_batch
 
     if not cfg.name:
         cfg.name = default_run_name(cfg)
@@ -182,6 +182,10 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
         raise UserInputError("schedule.accumulate must be >= 1")
     if cfg.model.loss not in ("softmax", "sigmoid"):
         raise UserInputError(f"model.loss must be softmax or sigmoid, got '{cfg.model.loss}'")
+    if cfg.schedule.global_batch:  # the per-device batch for this world size
+        cfg.data.batch_size = per_device_batch(
+            cfg.schedule.global_batch, _world_size(cfg), cfg.schedule.accumulate
+        )
     run.write_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 

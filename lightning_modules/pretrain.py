@@ -36,6 +36,18 @@ def global_batch_size(batch_size: int, world_size: int, accumulate: int) -> int:
     return int(batch_size) * int(world_size) * int(accumulate)
 
 
+def per_device_batch(global_batch: int, world_size: int, accumulate: int) -> int:
+    """``schedule.global_batch`` split over the processes and accumulation steps, exactly."""
+    parts = int(world_size) * int(accumulate)
+    if global_batch <= 0 or global_batch % parts:
+        raise UserInputError(
+            f"schedule.global_batch={global_batch} does not split over {world_size} processes x "
+            f"schedule.accumulate={accumulate}: use a world size (torchrun --nnodes x "
+            "--nproc_per_node, or SLURM tasks) that divides it, or set data.batch_size instead"
+        )
+    return global_batch // parts
+
+
 def _numpy_state_to_safe(state: tuple) -> tuple:
     """numpy's RNG state with the key array as a tensor (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, cached = state
