@@ -7,7 +7,6 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   pkg-config libturbojpeg0-dev libopencv-dev   # FFCV's C extension
-  libcairo2                                    # CairoSVG rasterizes OpenClipart
   wordnet-base                                 # WordNet 3.0 nouns (/usr/share/wordnet)
   openclipart-svg                              # real user-tagged images (/usr/share/openclipart)
   dataset-fashion-mnist                        # a transfer target (/usr/share/datasets/fashion-mnist)

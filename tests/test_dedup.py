@@ -23,13 +23,11 @@ SVGS = [
 
 
 def _raster(rel: str, size: int = 64) -> np.ndarray:
-    cairosvg = pytest.importorskip("cairosvg")
-    png = cairosvg.svg2png(url=str(SVG_ROOT / rel), output_width=2 * size)
-    im = Image.open(io.BytesIO(png)).convert("RGBA")
+    from datamodules.sources.openclipart import rasterize_svg
+
+    im = Image.fromarray(rasterize_svg(SVG_ROOT / rel, 2 * size))
     im.thumbnail((size, size), Image.Resampling.LANCZOS)
-    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
-    canvas.alpha_composite(im, ((size - im.width) // 2, (size - im.height) // 2))
-    return np.asarray(canvas.convert("RGB"))
+    return np.asarray(im.convert("RGB"))
 
 
 def _resized_jpeg(rgb: np.ndarray, side: int, quality: int) -> np.ndarray:

@@ -4,15 +4,18 @@ Each SVG carries Dublin Core metadata written by its author: ``<dc:title>`` and
 ``<dc:subject><rdf:Bag><rdf:li>keyword</rdf:li>...`` (the tags). The top-level folder
 (``animals``, ``food``, ...) is the category.
 
-Rasterization (CairoSVG, on a white background, longer side = ``size``, centered on a square
+Rasterization (resvg, on a white background, longer side = ``size``, centered on a square
 canvas) runs once per size, in parallel on all cores, and is cached under
 ``<cache_dir>/openclipart/<size>px/``: one PNG per SVG (written atomically, so a killed run
 leaves whole files only and a rerun resumes), then ``index.json`` (records and failures), written
 last, marks the cache complete, and ``report.json`` (counts, timings). SVGs that fail to render
 or exceed a per-file time limit are skipped and counted.
 
-The held-out split for transfer is a pure function of the source id (:func:`is_heldout`), so
-pretraining (``heldout=False``) excludes exactly the images the ``openclipart`` target uses.
+Two transfer targets are held out of pretraining, each a pure function of the source id and
+folder: ``openclipart_images``, the held-out images (:func:`is_heldout`) of the pretraining
+categories, and ``openclipart_categories``, every image of the folders in
+``data.holdout_categories`` (classes pretraining never saw). Pretraining (``heldout=False``)
+excludes both.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from datamodules.sources.base import TaggedImage
 
 DEFAULT_SVG_ROOT = "/usr/share/openclipart/svg"
 SVG_ROOT_ENV = "OPENCLIPART_SVG_DIR"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: resvg instead of CairoSVG
 RENDER_TIMEOUT_S = 20.0
 ID_PREFIX = "openclipart:"
 # Target categories: folders that are not topical, and folders too small to split, are dropped.
@@ -96,22 +99,54 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
+# <svg width/height> in absolute CSS units, converted to px (96 dpi): resvg refuses sizes in
+# mm/pt/... ("SVG has an invalid size"); a percentage is dropped so the viewBox decides.
+_CSS_PX = {
+    "": 1.0,
+    "px": 1.0,
+    "pt": 4 / 3,
+    "pc": 16.0,
+    "mm": 96 / 25.4,
+    "cm": 96 / 2.54,
+    "in": 96.0,
+}
+_SVG_TAG = re.compile(r"<svg\b[^>]*>", re.S)
+_SVG_DIM = re.compile(r'\b(width|height)\s*=\s*"\s*([0-9.eE+-]+)\s*([a-zA-Z%]*)\s*"')
+
+
+def _px_dimensions(text: str) -> str:
+    """The SVG text with the root element's width/height in px (see ``_CSS_PX``)."""
+    tag = _SVG_TAG.search(text)
+    if tag is None:
+        return text
+
+    def to_px(m: re.Match) -> str:
+        unit = m.group(3).lower()
+        if unit not in _CSS_PX:  # %, em, ex: relative; let the viewBox decide
+            return ""
+        return f'{m.group(1)}="{float(m.group(2)) * _CSS_PX[unit]:.4f}"'
+
+    return text[: tag.start()] + _SVG_DIM.sub(to_px, tag.group(0)) + text[tag.end() :]
+
+
 def rasterize_svg(svg_path: str | os.PathLike, size: int) -> np.ndarray:
     """Render an SVG to RGB uint8 ``size`` x ``size``: longer side = ``size``, centered, white
-    background (transparent areas composited onto white)."""
-    import cairosvg  # imported here: only the rasterizing processes need cairo
+    background (transparent areas composited onto white).
+
+    The renderer is resvg (``resvg_py``, Rust): about 8x faster than CairoSVG on OpenClipart
+    (150 random SVGs at 64 px, measured side by side in one process) with a median pixel
+    difference of 1.6/255 between the two."""
+    import resvg_py  # imported here: only the rasterizing processes need it
+
+    text = _px_dimensions(Path(svg_path).read_text(encoding="utf-8", errors="replace"))
 
     def render(**fit) -> Image.Image:
-        buf = io.BytesIO()
-        surface = cairosvg.surface.PNGSurface(tree, buf, 96, **fit)
-        surface.finish()
-        return Image.open(io.BytesIO(buf.getvalue()))
+        png = resvg_py.svg_to_bytes(svg_string=text, **fit)
+        return Image.open(io.BytesIO(bytes(png))).convert("RGBA")
 
-    tree = cairosvg.parser.Tree(url=str(svg_path))
-    img = render(output_width=size)
+    img = render(width=size)
     if img.height > size:  # taller than wide: fit the height instead
-        img = render(output_height=size)
-    img = img.convert("RGBA")
+        img = render(height=size)
     canvas = Image.new("RGBA", (size, size), (255, 255, 255, 255))
     canvas.alpha_composite(img, ((size - img.width) // 2, (size - img.height) // 2))
     return np.asarray(canvas.convert("RGB"), dtype=np.uint8)
@@ -283,12 +318,25 @@ def shard_of(source_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
+def check_categories(index: dict, categories: Sequence[str]) -> None:
+    """Refuse category names that are not folders of the rasterized corpus, in one line."""
+    folders = sorted({r["category"] for r in index["records"]})
+    unknown = [c for c in categories if c not in folders]
+    if unknown:
+        raise UserInputError(
+            f"data.holdout_categories: unknown OpenClipart categories {unknown}; "
+            f"folders: {', '.join(folders)}"
+        )
+
+
 def load_records(
     cache_dir: str | os.PathLike,
     size: int = 64,
     *,
     heldout: bool | None = False,
     holdout_fraction: float = 0.2,
+    holdout_categories: Sequence[str] = (),
+    categories_only: bool = False,
     shard: int = 0,
     num_shards: int = 1,
     root: str | os.PathLike | None = None,
@@ -296,8 +344,13 @@ def load_records(
 ) -> OpenClipartRecords:
     """OpenClipart records (building the cache if needed).
 
-    ``heldout=False``: the pretraining pool (held-out images excluded); ``True``: only the held-out
-    images; ``None``: all. Shards split by a stable hash of the source id: disjoint, covering.
+    Two things are held out from pretraining: images whose id hash falls below
+    ``holdout_fraction`` (:func:`is_heldout`), and every image of the folders in
+    ``holdout_categories``. ``heldout=False``: the pretraining pool (neither); ``True``: the
+    held-out images of the pretraining categories (the ``openclipart_images`` target);
+    ``None``: all images outside ``holdout_categories``. ``categories_only=True``: every image of
+    the ``holdout_categories`` folders (the ``openclipart_categories`` target), ``heldout``
+    ignored. Shards split by a stable hash of the source id: disjoint, covering.
     """
     if not 0 <= holdout_fraction < 1:
         raise UserInputError(
@@ -306,11 +359,23 @@ def load_records(
     if not 0 <= shard < num_shards:
         raise UserInputError(f"shard {shard} is out of range for num_shards={num_shards}")
     index = build_cache(cache_dir, size, root=root, progress=progress)
+    held_categories = set(holdout_categories)
+    check_categories(index, sorted(held_categories))
+    if categories_only and not held_categories:
+        raise UserInputError(
+            "target openclipart_categories needs data.holdout_categories: folders held out of "
+            "pretraining (e.g. [animals, food, plants, tools]; see configs/data/openclipart.yaml)"
+        )
     base = cache_path(cache_dir, size)
     out = []
     for r in index["records"]:
         sid = ID_PREFIX + r["id"]
-        if heldout is not None and is_heldout(sid, holdout_fraction) != heldout:
+        if categories_only:
+            if r["category"] not in held_categories:
+                continue
+        elif r["category"] in held_categories:
+            continue
+        elif heldout is not None and is_heldout(sid, holdout_fraction) != heldout:
             continue
         if num_shards > 1 and shard_of(sid, num_shards) != shard:
             continue
