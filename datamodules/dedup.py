@@ -165,6 +165,51 @@ def thumb_mad(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return diff.reshape(diff.shape[0], -1).mean(axis=1, dtype=np.float32)
 
 
+def _matching_pairs(
+    a: Signatures,
+    b: Signatures,
+    *,
+    hamming: int,
+    max_thumb_mad: float,
+    chunk_pairs: int,
+    upper: bool = False,
+):
+    """Yield ``(i, j, hamming, mad, exact)`` for every row pair of ``a`` x ``b`` that matches
+    (equal pixel sha1, or dhash Hamming <= ``hamming`` and thumbnail MAD <= ``max_thumb_mad``).
+    ``upper``: ``a`` and ``b`` are the same set; only pairs with ``i < j`` are yielded. An exact
+    pair is yielded once, as exact, even when its hashes also match."""
+    n, e = len(a), len(b)
+    if n == 0 or e == 0:
+        return
+    exact_pairs: set[tuple[int, int]] = set()
+    by_digest: dict[bytes, list[int]] = {}
+    for j in np.nonzero(b.informative)[0].tolist():
+        by_digest.setdefault(b.exact[j].tobytes(), []).append(j)
+    for i in np.nonzero(a.informative)[0].tolist():
+        for j in by_digest.get(a.exact[i].tobytes(), ()):
+            if not upper or i < j:
+                exact_pairs.add((i, j))
+                yield i, j, 0, 0.0, True
+    rows = max(1, chunk_pairs // e)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        dist = hamming_matrix(a.hash64[start:stop], b.hash64)
+        dist[~a.informative[start:stop]] = 255
+        dist[:, ~b.informative] = 255
+        ti, ej = np.nonzero(dist <= hamming)
+        ti = ti + start
+        if upper:
+            keep = ti < ej
+            ti, ej = ti[keep], ej[keep]
+        if ti.size == 0:
+            continue
+        mad = thumb_mad(a.thumb[ti], b.thumb[ej])
+        ok = mad <= max_thumb_mad
+        for i, j, d, m in zip(ti[ok], ej[ok], dist[ti[ok] - start, ej[ok]], mad[ok]):
+            if (int(i), int(j)) not in exact_pairs:
+                yield int(i), int(j), int(d), float(m), False
+
+
 def find_near_duplicates(
     train: Signatures,
     evals: Signatures,
@@ -178,37 +223,16 @@ def find_near_duplicates(
     Near copy: dhash Hamming distance <= ``hamming`` and thumbnail MAD <= ``max_thumb_mad``.
     Among several qualifying evaluation rows the closest (Hamming, then MAD) is reported.
     """
-    n, e = len(train), len(evals)
     empty = Matches(*(np.zeros(0, dt) for dt in (np.int64, np.int64, np.int64, np.float32, bool)))
-    if n == 0 or e == 0:
-        return empty
     best: dict[int, tuple[int, float, int, bool]] = {}  # train row -> (ham, mad, eval row, exact)
-
-    # exact pixel matches, through a dict of digests
-    eval_digest = {evals.exact[j].tobytes(): j for j in np.nonzero(evals.informative)[0].tolist()}
-    for i in np.nonzero(train.informative)[0].tolist():
-        j = eval_digest.get(train.exact[i].tobytes())
-        if j is not None:
-            best[i] = (0, 0.0, j, True)
-
-    # perceptual matches, chunked over training rows
-    rows = max(1, chunk_pairs // e)
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        dist = hamming_matrix(train.hash64[start:stop], evals.hash64)
-        dist[~train.informative[start:stop]] = 255
-        dist[:, ~evals.informative] = 255
-        ti, ej = np.nonzero(dist <= hamming)
-        if ti.size == 0:
-            continue
-        ti = ti + start
-        mad = thumb_mad(train.thumb[ti], evals.thumb[ej])
-        ok = mad <= max_thumb_mad
-        for i, j, d, m in zip(ti[ok], ej[ok], dist[ti[ok] - start, ej[ok]], mad[ok]):
-            cand = (int(d), float(m), int(j), False)
-            cur = best.get(int(i))
-            if cur is None or cand[:2] < cur[:2]:
-                best[int(i)] = cand
+    pairs = _matching_pairs(
+        train, evals, hamming=hamming, max_thumb_mad=max_thumb_mad, chunk_pairs=chunk_pairs
+    )
+    for i, j, d, m, exact in pairs:
+        cand = (d, m, j, exact)
+        cur = best.get(i)
+        if cur is None or cand[:2] < cur[:2]:
+            best[i] = cand
     if not best:
         return empty
     order = sorted(best)
@@ -219,6 +243,39 @@ def find_near_duplicates(
         thumb_mad=np.asarray([best[i][1] for i in order], np.float32),
         exact=np.asarray([best[i][3] for i in order], bool),
     )
+
+
+def duplicate_groups(
+    sigs: Signatures,
+    *,
+    hamming: int,
+    max_thumb_mad: float = MAX_THUMB_MAD,
+    chunk_pairs: int = DEFAULT_CHUNK_PAIRS,
+) -> np.ndarray:
+    """Group ids int64 [N] of one set: rows joined by a chain of near-duplicate pairs (the same
+    criterion as :func:`find_near_duplicates`) share an id; the id of a group is its smallest
+    row, so a row without duplicates is its own group."""
+    parent = np.arange(len(sigs), dtype=np.int64)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    pairs = _matching_pairs(
+        sigs,
+        sigs,
+        hamming=hamming,
+        max_thumb_mad=max_thumb_mad,
+        chunk_pairs=chunk_pairs,
+        upper=True,
+    )
+    for i, j, *_ in pairs:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.asarray([root(i) for i in range(len(sigs))], dtype=np.int64)
 
 
 def dedup_report(

@@ -66,6 +66,7 @@ SCAN_FIELDS = (
     "synthetic_concepts",
     "zipf_exponent",
     "holdout_fraction",
+    "holdout_categories",
 )
 VOCAB_FIELDS = (
     "vocab",
@@ -81,7 +82,7 @@ WRITE_FIELDS = ("scale", "val_fraction", "max_labels", "jpeg_quality", "write_mo
 
 # evaluation sets each source is deduplicated against when data.dedup_targets is empty
 DEFAULT_DEDUP_TARGETS = {
-    "openclipart": ("openclipart",),
+    "openclipart": ("openclipart_images", "openclipart_categories"),
     "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
     "manifest": (),
 }
@@ -360,8 +361,13 @@ def _load_labels(vocab_dir: Path) -> list[np.ndarray]:
 def dedup_targets(data_cfg: Any) -> list[str]:
     """Evaluation sets to deduplicate against: ``data.dedup_targets`` when the schema has it and
     it is non-empty (target names, or folders of images), else the source's defaults."""
-    configured = list(getattr(data_cfg, "dedup_targets", None) or [])
-    return configured or list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source, ()))
+    configured = list(data_cfg.dedup_targets)
+    if configured:
+        return configured
+    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source, ()))
+    if not data_cfg.holdout_categories:  # no held-out folders: that target does not exist
+        defaults = [t for t in defaults if t != "openclipart_categories"]
+    return defaults
 
 
 def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
@@ -393,6 +399,7 @@ def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
             cache_dir=data_cfg.cache_dir,
             # the same world / held-out split as the pretraining corpus
             holdout_fraction=float(data_cfg.holdout_fraction),
+            holdout_categories=tuple(data_cfg.holdout_categories),
             synthetic_concepts=int(data_cfg.synthetic_concepts),
             zipf_exponent=float(data_cfg.zipf_exponent),
         )
@@ -533,7 +540,7 @@ def _dpkg_version(package: str) -> str | None:
 
 def library_versions(data_cfg: Any) -> dict:
     versions: dict[str, Any] = {"python": platform.python_version()}
-    for dist in ("numpy", "ffcv", "pillow", "imagehash", "cairosvg", "opencv-python", "numba"):
+    for dist in ("numpy", "ffcv", "pillow", "imagehash", "resvg-py", "opencv-python", "numba"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

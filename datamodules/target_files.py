@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,13 +24,15 @@ import numpy as np
 
 from datamodules.errors import UserInputError
 from datamodules.ffcv_store import run_in_fresh_process, write_target_beton
+from datamodules.io import atomic_write_json
 
 if TYPE_CHECKING:
     from experiments.config import DataConfig, TransferConfig
 
 TARGETS_SUBDIR = "targets"
 META_FILE = "meta.json"
-FORMAT_VERSION = 1  # bump when the files' layout or the build changes
+FORMAT_VERSION = 3  # bump when the files' layout or the build changes (3: within-target dedup)
+GROUPS_FILE = "groups.npz"
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,10 @@ class TargetSpec:
     jpeg_quality: int
     # the pretraining corpus's settings the target must match (held-out split, synthetic world)
     holdout_fraction: float = 0.2
+    holdout_categories: tuple[str, ...] = ()
     synthetic_concepts: int = 300
     zipf_exponent: float = 1.0
+    dedup_hamming: int = 4  # within-target near-duplicate groups (the pretraining criterion)
 
     @classmethod
     def from_config(cls, transfer_cfg: TransferConfig, data_cfg: DataConfig, seed: int):
@@ -61,8 +64,10 @@ class TargetSpec:
             write_mode=str(data_cfg.write_mode),
             jpeg_quality=int(data_cfg.jpeg_quality),
             holdout_fraction=float(data_cfg.holdout_fraction),
+            holdout_categories=tuple(sorted(data_cfg.holdout_categories)),
             synthetic_concepts=int(data_cfg.synthetic_concepts),
             zipf_exponent=float(data_cfg.zipf_exponent),
+            dedup_hamming=int(data_cfg.dedup_hamming),
         )
 
     def key(self) -> str:
@@ -83,6 +88,7 @@ class TargetFiles:
     num_train: int
     num_val: int
     train_counts: list[int]  # images per class in train
+    dedup_within: dict  # within-target near-duplicate report (see dedup_within_target)
 
     @property
     def train(self) -> Path:
@@ -96,6 +102,12 @@ class TargetFiles:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def groups(self) -> dict[str, np.ndarray]:
+        """Near-duplicate group ids per split (``train``, ``val``: int64, file order); images of
+        one group are copies of each other, so a k-fold split must keep them in one fold."""
+        with np.load(self.dir / GROUPS_FILE) as z:
+            return {"train": z["train"], "val": z["val"]}
+
     @classmethod
     def read(cls, folder: Path) -> TargetFiles:
         meta = json.loads((folder / META_FILE).read_text())
@@ -106,6 +118,7 @@ class TargetFiles:
             num_train=int(meta["num_train"]),
             num_val=int(meta["num_val"]),
             train_counts=list(meta["train_counts"]),
+            dedup_within=dict(meta["dedup_within"]),
         )
 
 
@@ -141,10 +154,94 @@ def check_target(name: str, classes: list[str], train_labels, val_labels) -> Non
         )
 
 
+class _Subset:
+    """``items[index[i]]``: the images a within-target dedup keeps (picklable, lazy)."""
+
+    def __init__(self, items, index: np.ndarray):
+        self.items, self.index = items, np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return self.items[int(self.index[i])]
+
+
+def _label_conflicts(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """bool [N]: the row's group holds more than one label."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    lo = np.full(inverse.max() + 1, np.iinfo(np.int64).max)
+    hi = np.full(inverse.max() + 1, -1)
+    np.minimum.at(lo, inverse, labels)
+    np.maximum.at(hi, inverse, labels)
+    return lo[inverse] != hi[inverse]
+
+
+def dedup_within_target(
+    train_sigs, val_sigs, train_labels: np.ndarray, val_labels: np.ndarray, hamming: int
+) -> dict:
+    """Copies inside one target: what to drop, and the groups a k-fold split must respect.
+
+    Dropped, by exact copies (equal pixels at the dedup size): every copy of a picture stored
+    under two labels (it has no right answer), and a val image that copies a train image (it
+    would be scored on its own training image). Grouped, by the near-duplicate criterion of
+    :func:`datamodules.dedup.duplicate_groups` (the one pretraining is deduplicated with):
+    look-alikes stay in one fold. Near look-alikes are never dropped: on Fashion-MNIST that
+    criterion joins distinct garments (2k of 10k images at 500 per class), and dropping
+    those under "conflicting labels" would remove the hard images and flatter every network.
+    Returns the kept rows of each split, their group ids (renumbered 0..G-1) and counts.
+    """
+    from datamodules import dedup
+
+    n_train = len(train_labels)
+    labels = np.concatenate([train_labels, val_labels])
+    sigs = dedup.Signatures.concat([train_sigs, val_sigs])
+    _, exact = np.unique(sigs.exact, axis=0, return_inverse=True)
+    exact = exact.reshape(-1)
+    conflicting = _label_conflicts(exact, labels)
+    keep = ~conflicting
+    in_train = np.zeros(exact.max() + 1, dtype=bool)
+    in_train[exact[:n_train][keep[:n_train]]] = True
+    is_val = np.arange(len(labels)) >= n_train
+    cross = is_val & keep & in_train[exact]
+    keep &= ~cross
+    near = dedup.duplicate_groups(sigs, hamming=hamming)
+    sizes = np.bincount(np.unique(near, return_inverse=True)[1])
+    _, renumbered = np.unique(near[keep], return_inverse=True)
+    groups = np.full(len(labels), -1, dtype=np.int64)
+    groups[keep] = renumbered
+    return {
+        "train_keep": np.flatnonzero(keep[:n_train]),
+        "val_keep": np.flatnonzero(keep[n_train:]),
+        "train_groups": groups[:n_train][keep[:n_train]],
+        "val_groups": groups[n_train:][keep[n_train:]],
+        "report": {
+            "hamming": int(hamming),
+            "images": int(len(labels)),
+            "exact_copies": int(len(labels) - len(np.unique(exact))),
+            "dropped_conflicting_labels": int(conflicting.sum()),
+            "dropped_val_copies_of_train": int(cross.sum()),
+            "near_duplicate_groups": int(len(sizes)),
+            "images_in_near_duplicate_groups": int(sizes[sizes > 1].sum()),
+        },
+    }
+
+
+def _signatures(items, desc: str):
+    from tqdm import tqdm
+
+    from datamodules import dedup
+
+    return dedup.compute_signatures(
+        items[i][0] for i in tqdm(range(len(items)), desc=desc, leave=False, unit="img")
+    )
+
+
 def _build_target(
     spec: TargetSpec, cache_dir: str, out_dir: str, num_workers: int, load_fn=None
 ) -> dict:
-    """Load the target, check it, write its two .beton files and meta.json (in a fresh process)."""
+    """Load the target, deduplicate it within itself, check it, write its two .beton files,
+    its near-duplicate groups and meta.json (in a fresh process)."""
     if load_fn is None:
         from datamodules.sources import load_target as load_fn
 
@@ -156,15 +253,28 @@ def _build_target(
         seed=spec.seed,
         cache_dir=cache_dir,
         holdout_fraction=spec.holdout_fraction,
+        holdout_categories=spec.holdout_categories,
         max_per_class=spec.max_per_class,
         synthetic_concepts=spec.synthetic_concepts,
         zipf_exponent=spec.zipf_exponent,
     )
     train_labels = _labels_of(data.train, "train", spec.target)
     val_labels = _labels_of(data.val, "val", spec.target)
+    found = dedup_within_target(
+        _signatures(data.train, f"{spec.target}: train signatures"),
+        _signatures(data.val, f"{spec.target}: val signatures"),
+        train_labels,
+        val_labels,
+        spec.dedup_hamming,
+    )
+    splits = {
+        "train": _Subset(data.train, found["train_keep"]),
+        "val": _Subset(data.val, found["val_keep"]),
+    }
+    train_labels, val_labels = train_labels[found["train_keep"]], val_labels[found["val_keep"]]
     check_target(spec.target, list(data.classes), train_labels, val_labels)
     stats = {}
-    for split, items in (("train", data.train), ("val", data.val)):
+    for split, items in splits.items():
         stats[split] = write_target_beton(
             out / f"{split}.beton",
             items,
@@ -173,6 +283,8 @@ def _build_target(
             write_mode=spec.write_mode,
             num_workers=num_workers,
         )
+    with open(out / GROUPS_FILE, "wb") as f:
+        np.savez(f, train=found["train_groups"], val=found["val_groups"])
     counts = np.bincount(train_labels, minlength=len(data.classes))
     meta = {
         "target": spec.target,
@@ -181,13 +293,12 @@ def _build_target(
         "num_val": len(val_labels),
         "train_counts": counts.tolist(),
         "val_counts": np.bincount(val_labels, minlength=len(data.classes)).tolist(),
-        "spec": spec.__dict__,
+        "dedup_within": found["report"],
+        "spec": {**spec.__dict__, "holdout_categories": list(spec.holdout_categories)},
         "format": FORMAT_VERSION,
         "write": stats,
     }
-    tmp = out / f".{META_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / META_FILE)  # meta.json last: its presence marks a complete target
+    atomic_write_json(out / META_FILE, meta)  # meta.json last: it marks a complete target
     return meta
 
 
@@ -204,7 +315,7 @@ def ensure_target_files(
         raise UserInputError(f"transfer.resolution={spec.resolution} is too small (use >= 8)")
     folder = Path(data_cfg.cache_dir) / TARGETS_SUBDIR / spec.folder_name()
     done = (folder / META_FILE).is_file() and all(
-        (folder / f).is_file() for f in ("train.beton", "val.beton")
+        (folder / f).is_file() for f in ("train.beton", "val.beton", GROUPS_FILE)
     )
     if not done:
         print(f"[transfer] writing target '{spec.target}' at {spec.resolution}px to {folder}")

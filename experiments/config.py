@@ -95,6 +95,9 @@ class DataConfig:
     synthetic_concepts: int = 300  # source=synthetic: WordNet synsets that appear in images
     zipf_exponent: float = 1.0  # source=synthetic: concept frequency ~ rank^-s
     holdout_fraction: float = 0.2  # share of each category held out for transfer
+    # openclipart: whole category folders held out: their images never enter pretraining; they
+    # are the openclipart_categories target (transfer to unseen classes)
+    holdout_categories: list[str] = field(default_factory=list)
     cache_dir: str = ".cache"  # rasterized images, prepared shards (reused across runs)
     # --- vocabulary and labels ----------------------------------------------------------------
     vocab: str = "wordnet"  # in1k | wordnet | raw
@@ -201,13 +204,15 @@ class LoggingConfig:
     wandb: bool = True
     wandb_project: str = "wsl-scale"
     wandb_mode: str = "offline"  # the environment's WANDB_MODE wins when set
+    tensorboard: bool = False  # Lightning's TensorBoardLogger into logs/tensorboard/
 
 
 @dataclass
 class TransferConfig:
     pretrained: str = ""  # checkpoint, run dir, or torchvision/timm-layout state dict; "" = random
     protocol: str = "linear"  # linear (frozen features) | finetune
-    target: str = "openclipart"  # openclipart | fashion_mnist | imagefolder | synthetic_in | ...
+    # openclipart_images | openclipart_categories | fashion_mnist | imagefolder | synthetic_in | ...
+    target: str = "openclipart_images"
     target_root: str = ""  # imagefolder: root with train/ and val/
     resolution: int = 64
     max_per_class: int = 0  # cap train images per class (0 = all)
@@ -228,6 +233,9 @@ class RunConfig:
     name: str = ""  # run directory name under runs_dir; "" = derived from the config
     seed: int = 0  # drives sampling, label noise, splits and init
     runs_dir: str = "runs"
+    # pretrain: start from this checkpoint; inside this run's (unfinished) folder it resumes,
+    # otherwise it forks into a new run (<name>_fork-step<N>-<hash> unless name= is given)
+    ckpt_path: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -7,10 +7,11 @@ On one CPU machine with no data of the user's it:
    WordNet hashtag world instead);
 2. pretrains a small ResNeXt with the multi-label softmax over hashtags (square-root sampling),
    and one ablation (``--ablation``: natural sampling by default, or the sigmoid loss);
-3. runs feature transfer (linear probe) on the source's held-out categories and on
-   Fashion-MNIST for both pretrained networks and for random-init baselines (the strong
-   baseline: batch-norm statistics re-estimated on target images, every stage pooled; two
-   seeds), with the same feature protocols for every network;
+3. runs feature transfer (linear probe) on OpenClipart's two held-out targets (held-out images
+   of the pretraining categories; whole categories pretraining never saw) and on
+   Fashion-MNIST, for both pretrained networks and for random-init baselines (the strong
+   baseline: batch-norm statistics re-estimated on target images of the probe's training part,
+   every stage pooled; two seeds), with the same feature protocols for every network;
 4. prints a results table, writes it (Markdown, CSV) and a figure (PNG) into its run directory.
 
 Every stage is a regular run under ``--runs-dir`` (``runs/quickstart-<data>/`` by default), so a
@@ -33,7 +34,8 @@ PRETRAIN_CONFIGS = {
 }
 TARGETS = {  # target name -> transfer config
     "openclipart": {
-        "openclipart": REPO_ROOT / "configs/transfer/linear_openclipart.yaml",
+        "openclipart_images": REPO_ROOT / "configs/transfer/linear_openclipart_images.yaml",
+        "openclipart_categories": REPO_ROOT / "configs/transfer/linear_openclipart_categories.yaml",
         "fashion_mnist": REPO_ROOT / "configs/transfer/linear_fashion_mnist.yaml",
     },
     "synthetic": {

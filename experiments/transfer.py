@@ -457,7 +457,10 @@ def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
         theirs = pretrain_heldout[key]
         if value == theirs:
             continue
-        if value != getattr(default, key) and value != sorted(getattr(default, key) or []):
+        schema_default = getattr(default, key)
+        if isinstance(schema_default, list):
+            schema_default = sorted(schema_default)
+        if value != schema_default:
             raise UserInputError(
                 f"transfer: data.{key}={value} differs from the pretraining run's {theirs}: the "
                 f"target would overlap its pretraining images; pass data.{key}={theirs} or omit it"

@@ -43,6 +43,19 @@ def axes_from_config(config: dict, vocab_size: int, images: int) -> dict:
     }
 
 
+HELDOUT_KEYS = ("source", "holdout_fraction", "holdout_categories")
+
+
+def heldout_split(data: dict) -> dict:
+    """What a pretraining corpus held out for transfer (its source, the id-hash fraction and
+    the whole folders), from its data config; keys a run may predate read as the defaults."""
+    return {
+        "source": data["source"],
+        "holdout_fraction": float(data.get("holdout_fraction", 0.2)),
+        "holdout_categories": sorted(data.get("holdout_categories") or []),
+    }
+
+
 def _read_metrics(run_dir: Path) -> dict | None:
     path = run_dir / "metrics.json"
     if not path.is_file():
@@ -100,6 +113,7 @@ def _load_lightning_checkpoint(path: Path, model_cfg: Any) -> tuple[torch.nn.Mod
         "checkpoint": str(path),
         "resolution": int(config["data"]["resolution"]),
         "loss": config["model"]["loss"],
+        "heldout": heldout_split(config["data"]),
     }
     return net, info
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from datamodules.errors import UserInputError
 
@@ -84,15 +84,35 @@ def fit_softmax_regression(
 ) -> SoftmaxRegression:
     """Minimize mean cross-entropy + l2/2 ||W||^2 with full-batch L-BFGS (strong Wolfe search).
 
-    ``init`` warm-starts from another solution (used along the L2 path, strong to weak).
+    ``init`` warm-starts from another solution (used along the L2 path, strong to weak). The
+    loss and its gradient are written out (softmax minus one-hot) rather than autograd's: the
+    weight gradient is ``(P - Y)^T X`` transposed, a GEMM layout about 10x faster on the CPU
+    than autograd's ``X^T (P - Y)`` for a few classes (measured: 16 vs 150 ms at
+    2,900 x 1,920 x 10), which made the probe 3-4x faster end to end.
     """
-    x = _as_tensor(x, torch.float32)
+    x = _as_tensor(x, torch.float32).contiguous()
     y = _as_tensor(y, torch.long)
     dim = x.shape[1]
-    weight = (init.weight.clone() if init else torch.zeros(dim, num_classes)).requires_grad_()
-    bias = (init.bias.clone() if init else torch.zeros(num_classes)).requires_grad_()
+    onehot = F.one_hot(y, num_classes).to(torch.float32)
+    inv_n = 1.0 / max(1, len(y))
+    start = (
+        torch.cat([init.weight.reshape(-1), init.bias])
+        if init
+        else torch.zeros(dim * num_classes + num_classes)
+    )
+    param = start.clone().requires_grad_()
+
+    def loss_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = flat[: dim * num_classes].view(dim, num_classes)
+        logits = torch.addmm(flat[dim * num_classes :], x, weight)
+        lse = torch.logsumexp(logits, dim=1)
+        loss = (lse.sum() - (logits * onehot).sum()) * inv_n + 0.5 * l2 * weight.pow(2).sum()
+        resid = torch.exp(logits - lse[:, None]).sub_(onehot).mul_(inv_n)  # dLoss/dlogits
+        grad_w = torch.mm(resid.t(), x).t() + l2 * weight
+        return loss, torch.cat([grad_w.reshape(-1), resid.sum(0)])
+
     opt = torch.optim.LBFGS(
-        [weight, bias],
+        [param],
         lr=1.0,
         max_iter=max_iter,
         history_size=20,
@@ -102,14 +122,19 @@ def fit_softmax_regression(
     )
 
     def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * l2 * weight.pow(2).sum()
-        loss.backward()
+        with torch.no_grad():
+            loss, grad = loss_and_grad(param.detach())
+        param.grad = grad
         return loss
 
     opt.step(closure)
     iterations = opt.state[opt._params[0]].get("n_iter", 0)
-    return SoftmaxRegression(weight.detach(), bias.detach(), int(iterations))
+    flat = param.detach()
+    return SoftmaxRegression(
+        flat[: dim * num_classes].view(dim, num_classes).clone(),
+        flat[dim * num_classes :].clone(),
+        int(iterations),
+    )
 
 
 def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
@@ -119,8 +144,11 @@ def topk_accuracy(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
     return float((top == y[:, None]).any(1).float().mean())
 
 
-def _splits(y: np.ndarray, seed: int, inner_folds: int | None) -> list[tuple[np.ndarray, ...]]:
-    """Stratified (fit, held-out) index pairs on the training data for choosing L2."""
+def _splits(
+    y: np.ndarray, seed: int, inner_folds: int | None, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, ...]]:
+    """Stratified (fit, held-out) index pairs on the training data for choosing L2 (with
+    ``groups``: a near-duplicate group stays on one side)."""
     n = len(y)
     counts = np.bincount(y)
     min_count = int(counts[counts > 0].min())
@@ -129,6 +157,12 @@ def _splits(y: np.ndarray, seed: int, inner_folds: int | None) -> list[tuple[np.
         folds = INNER_FOLDS if n <= INNER_CV_MAX_TRAIN else 1
     folds = min(folds, max(min_count, 1))
     idx = np.arange(n)
+    # one hold-out split with groups: the first fold of round(1 / HOLDOUT_FRACTION)
+    group_folds = folds if folds >= 2 else round(1 / HOLDOUT_FRACTION)
+    if groups is not None and len(np.unique(groups)) >= group_folds and min_count >= group_folds:
+        sgkf = StratifiedGroupKFold(n_splits=group_folds, shuffle=True, random_state=seed)
+        splits = list(sgkf.split(idx, y, groups))
+        return splits if folds >= 2 else splits[:1]
     if folds >= 2:
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         return list(skf.split(idx, y))
@@ -186,6 +220,7 @@ def select_l2(
     seed: int = 0,
     inner_folds: int | None = None,
     max_extensions: int = 3,
+    groups: np.ndarray | None = None,
 ) -> L2Choice:
     """Choose L2 on held-out parts of (x, y); extend the grid by a decade while the best is at
     an edge (at most ``max_extensions`` decades in all)."""
@@ -196,7 +231,7 @@ def select_l2(
     x = _as_tensor(x, torch.float32)
     y_np = np.asarray(y, dtype=np.int64)
     y_t = torch.as_tensor(y_np)
-    splits = _splits(y_np, seed, inner_folds)
+    splits = _splits(y_np, seed, inner_folds, groups)
     scores = _score_path(x, y_t, num_classes, sorted(set(grid)), splits)
     extensions: list[float] = []
 
@@ -256,8 +291,11 @@ def linear_probe(
     seed: int = 0,
     inner_folds: int | None = None,
     max_extensions: int = 3,
+    groups: np.ndarray | None = None,
 ) -> ProbeResult:
-    """Choose L2 on the training features, refit on all of them, report top-1/5 on eval."""
+    """Choose L2 on the training features, refit on all of them, report top-1/5 on eval.
+    ``groups`` (near-duplicate group of each training image) keeps copies on one side of
+    every inner split."""
     train_y = np.asarray(train_y, dtype=np.int64)
     eval_y = np.asarray(eval_y, dtype=np.int64)
     _check_labels(train_y, num_classes, "train")
@@ -272,6 +310,7 @@ def linear_probe(
         seed=seed,
         inner_folds=inner_folds,
         max_extensions=max_extensions,
+        groups=groups,
     )
     xt = _as_tensor(train_x, torch.float32)
     xe = _as_tensor(eval_x, torch.float32)
@@ -300,17 +339,12 @@ class KFoldResult:
         return asdict(self)
 
 
-def kfold_probe(
-    x,
-    y,
-    num_classes: int,
-    grid: list[float],
-    folds: int,
-    *,
-    seed: int = 0,
-    max_extensions: int = 3,
-) -> KFoldResult:
-    """Stratified k-fold over pooled data: per fold, L2 by inner CV on its training part."""
+def outer_folds(
+    y: np.ndarray, num_classes: int, folds: int, *, seed: int = 0, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, eval) index pairs of a stratified k-fold over pooled data. With ``groups`` (one id
+    per image; near-duplicate copies share one) a group never straddles two folds
+    (scikit-learn's StratifiedGroupKFold), so no image is scored against a copy of itself."""
     y = np.asarray(y, dtype=np.int64)
     counts = np.bincount(y, minlength=num_classes)
     present = counts[counts > 0]
@@ -321,10 +355,46 @@ def kfold_probe(
             f"transfer.folds={folds}: every class needs at least that many images "
             f"(smallest class has {int(present.min())}); lower transfer.folds"
         )
+    idx = np.arange(len(y))
+    if groups is None:
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return list(skf.split(idx, y))
+    groups = np.asarray(groups)
+    if groups.shape != y.shape:
+        raise ValueError(f"groups has shape {groups.shape}, labels {y.shape}")
+    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(sgkf.split(idx, y, groups))
+
+
+def summarize_folds(results: list[ProbeResult]) -> KFoldResult:
+    top1 = np.array([r.top1 for r in results])
+    top5 = np.array([r.top5 for r in results])
+    return KFoldResult(
+        top1=float(top1.mean()),
+        top5=float(top5.mean()),
+        top1_std=float(top1.std()),
+        top5_std=float(top5.std()),
+        folds=results,
+    )
+
+
+def kfold_probe(
+    x,
+    y,
+    num_classes: int,
+    grid: list[float],
+    folds: int,
+    *,
+    seed: int = 0,
+    max_extensions: int = 3,
+    groups: np.ndarray | None = None,
+) -> KFoldResult:
+    """Stratified (group) k-fold over pooled data: per fold, L2 by inner CV on its training
+    part. ``groups``: see :func:`outer_folds`."""
+    y = np.asarray(y, dtype=np.int64)
     xt = _as_tensor(x, torch.float32)
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     results = []
-    for train_idx, eval_idx in skf.split(np.arange(len(y)), y):
+    for train_idx, eval_idx in outer_folds(y, num_classes, folds, seed=seed, groups=groups):
         results.append(
             linear_probe(
                 xt[torch.as_tensor(train_idx)],
@@ -335,14 +405,7 @@ def kfold_probe(
                 grid,
                 seed=seed,
                 max_extensions=max_extensions,
+                groups=None if groups is None else np.asarray(groups)[train_idx],
             )
         )
-    top1 = np.array([r.top1 for r in results])
-    top5 = np.array([r.top5 for r in results])
-    return KFoldResult(
-        top1=float(top1.mean()),
-        top5=float(top5.mean()),
-        top1_std=float(top1.std()),
-        top5_std=float(top5.std()),
-        folds=results,
-    )
+    return summarize_folds(results)

@@ -125,7 +125,11 @@ def test_target_uses_heldout_images_of_topical_categories(svg_dir, cache, monkey
     held = load_records(cache, SIZE, heldout=True, holdout_fraction=FRACTION, root=svg_dir)
     assert target_categories(held) == ["animals", "food"]  # unsorted is never a target class
     ds = load_target(
-        "openclipart", image_size=SIZE, seed=0, cache_dir=str(cache), holdout_fraction=FRACTION
+        "openclipart_images",
+        image_size=SIZE,
+        seed=0,
+        cache_dir=str(cache),
+        holdout_fraction=FRACTION,
     )
     assert ds.classes == ["animals", "food"]
     n_held = sum(r.category in ds.classes for r in held)
@@ -136,12 +140,50 @@ def test_target_uses_heldout_images_of_topical_categories(svg_dir, cache, monkey
     img, label = ds.val[0]
     assert img.shape == (SIZE, SIZE, 3) and label in (0, 1)
     other = load_target(
-        "openclipart", image_size=SIZE, seed=1, cache_dir=str(cache), holdout_fraction=FRACTION
+        "openclipart_images",
+        image_size=SIZE,
+        seed=1,
+        cache_dir=str(cache),
+        holdout_fraction=FRACTION,
     )
     assert set(other.val.ids) != set(ds.val.ids)  # the seed reshuffles which images are val
     assert not set(ds.val.ids) & set(ds.train.ids)
     assert {Path(p).stem for p in ds.val.ids} <= {Path(r.path).stem for r in held}
-    with pytest.raises(UserInputError, match="raise the fraction"):
+    with pytest.raises(UserInputError, match="hold out more"):
         load_target(
-            "openclipart", image_size=SIZE, seed=0, cache_dir=str(cache), holdout_fraction=0.1
+            "openclipart_images",
+            image_size=SIZE,
+            seed=0,
+            cache_dir=str(cache),
+            holdout_fraction=0.1,
         )
+
+
+def test_heldout_categories_never_enter_pretraining_and_make_their_own_target(
+    svg_dir, cache, monkeypatch
+):
+    monkeypatch.setenv("OPENCLIPART_SVG_DIR", str(svg_dir))
+    everything = load_records(cache, SIZE, heldout=None, root=svg_dir)
+    pool = load_records(
+        cache, SIZE, holdout_fraction=0.1, holdout_categories=["food"], root=svg_dir
+    )
+    assert pool and all(r.category != "food" for r in pool)
+    images = load_records(
+        cache, SIZE, heldout=True, holdout_fraction=0.1, holdout_categories=["food"], root=svg_dir
+    )
+    assert all(r.category != "food" for r in images)
+    ds = load_target(
+        "openclipart_categories",
+        image_size=SIZE,
+        seed=0,
+        cache_dir=str(cache),
+        holdout_categories=["animals", "food"],
+    )
+    assert ds.classes == ["animals", "food"]
+    # every image of the held-out folders, whatever the id-hash split says
+    n = sum(r.category in ("animals", "food") for r in everything)
+    assert len(ds.train) + len(ds.val) == n
+    with pytest.raises(UserInputError, match="unknown OpenClipart categories \\['animal'\\]"):
+        load_records(cache, SIZE, holdout_categories=["animal"], root=svg_dir)
+    with pytest.raises(UserInputError, match="needs data.holdout_categories"):
+        load_target("openclipart_categories", image_size=SIZE, seed=0, cache_dir=str(cache))

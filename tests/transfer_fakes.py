@@ -47,3 +47,19 @@ def fake_load_target(name, *, root="", image_size, seed, cache_dir, **_):
         _images(160, NUM_CLASSES, image_size, seed),
         _images(64, NUM_CLASSES, image_size, seed + 1),
     )
+
+
+def copies_load_target(name, *, root="", image_size, seed, cache_dir, **_):
+    """A target with copies: train images 0-3 stored twice more under another label
+    (conflicting copies), val images 0-5 exact copies of train images 8-13 (same label), and
+    train images 20 and 21 exact copies of train image 16 (same label: one group)."""
+    classes = [f"class{c}" for c in range(NUM_CLASSES)]
+    train = _images(80, NUM_CLASSES, image_size, seed)
+    val = _images(40, NUM_CLASSES, image_size, seed + 1)
+    for i in range(4):  # picture i again, under the next class
+        train.append((train[i][0].copy(), (train[i][1] + 1) % NUM_CLASSES))
+    for i in range(6):
+        val[i] = (train[8 + i][0].copy(), train[8 + i][1])
+    for j in (20, 21):
+        train[j] = (train[16][0].copy(), train[16][1])
+    return FakeTarget(name, classes, train, val)

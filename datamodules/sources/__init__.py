@@ -41,6 +41,7 @@ def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Se
             int(data_cfg.image_size),
             heldout=False,
             holdout_fraction=float(data_cfg.holdout_fraction),
+            holdout_categories=tuple(data_cfg.holdout_categories),
             shard=shard,
             num_shards=num_shards,
         )

@@ -7,8 +7,11 @@ Every split is a lazy, indexable sequence of ``(rgb uint8 HxWx3, label)`` with `
   layouts); without ``val/``, a seeded stratified split of ``train/`` (``VAL_SHARE``). Images are
   resized (shorter side) and center-cropped.
 * ``fashion_mnist``: Debian's idx files (60k train / 10k val), grayscale to RGB, resized.
-* ``openclipart``: the held-out images (:func:`openclipart.is_heldout`) of the categories in
-  :func:`openclipart.target_categories`, split into train/val per category (seeded).
+* ``openclipart_images``: the held-out images (:func:`openclipart.is_heldout`) of the
+  pretraining categories (those in :func:`openclipart.target_categories`): new images of
+  classes pretraining saw. Split into train/val per category (seeded).
+* ``openclipart_categories``: every image of the folders in ``data.holdout_categories``, which
+  never enter pretraining: classes pretraining never saw. Split the same way.
 * ``synthetic_in`` / ``synthetic_fine`` / ``synthetic_scene``: the synthetic world's tasks, from
   random streams disjoint from the pretraining records.
 
@@ -32,7 +35,8 @@ from datamodules.sources import openclipart, synthetic
 from datamodules.sources.base import TaggedImage, load_rgb
 
 TARGETS = (
-    "openclipart",
+    "openclipart_images",
+    "openclipart_categories",
     "fashion_mnist",
     "imagefolder",
     "synthetic_in",
@@ -254,21 +258,44 @@ def _fashion_mnist(root: str, image_size: int, seed: int, max_per_class: int) ->
     return TargetDataset("fashion_mnist", list(FASHION_MNIST_CLASSES), *splits)
 
 
-# --- OpenClipart held-out categories -------------------------------------------------------------
+# --- OpenClipart: held-out images, held-out categories ---------------------------------------
+
+
+RENAMED_TARGETS = {
+    "openclipart": "target 'openclipart' is now two targets, named for what they are: "
+    "openclipart_images (held-out images of the pretraining categories) and "
+    "openclipart_categories (whole folders never in pretraining: data.holdout_categories)"
+}
 
 
 def _openclipart(
-    image_size: int, seed: int, cache_dir: str, holdout_fraction: float, max_per_class: int
+    name: str,
+    image_size: int,
+    seed: int,
+    cache_dir: str,
+    holdout_fraction: float,
+    holdout_categories: Sequence[str],
+    max_per_class: int,
 ) -> TargetDataset:
-    records = openclipart.load_records(
-        cache_dir, image_size, heldout=True, holdout_fraction=holdout_fraction
-    )
+    if name == "openclipart_categories":
+        records = openclipart.load_records(
+            cache_dir, image_size, holdout_categories=holdout_categories, categories_only=True
+        )
+    else:
+        records = openclipart.load_records(
+            cache_dir,
+            image_size,
+            heldout=True,
+            holdout_fraction=holdout_fraction,
+            holdout_categories=holdout_categories,
+        )
     classes = openclipart.target_categories(records)
     if len(classes) < 2:
         raise UserInputError(
-            f"target openclipart: only {len(classes)} category has >= "
-            f"{openclipart.MIN_HELDOUT_PER_CATEGORY} held-out images at "
-            f"data.holdout_fraction={holdout_fraction}; raise the fraction"
+            f"target {name}: only {len(classes)} category has >= "
+            f"{openclipart.MIN_HELDOUT_PER_CATEGORY} images at "
+            f"data.holdout_fraction={holdout_fraction}, "
+            f"data.holdout_categories={list(holdout_categories)}; hold out more"
         )
     index = {c: k for k, c in enumerate(classes)}
     kept = [r for r in records if r.category in index]
@@ -277,7 +304,7 @@ def _openclipart(
     tr, va = _stratified_split(labels, OPENCLIPART_VAL_SHARE, seed)
     tr, va = tr[_cap(labels[tr], max_per_class, seed)], va[_cap(labels[va], max_per_class, seed)]
     return TargetDataset(
-        "openclipart",
+        name,
         classes,
         _file_split(paths, labels, tr, image_size),
         _file_split(paths, labels, va, image_size),
@@ -314,6 +341,7 @@ def load_target(
     seed: int,
     cache_dir: str,
     holdout_fraction: float = 0.2,
+    holdout_categories: Sequence[str] = (),
     max_per_class: int = 0,
     synthetic_concepts: int = 300,
     zipf_exponent: float = 1.0,
@@ -327,8 +355,12 @@ def load_target(
         ds = _imagefolder(root, image_size, seed, max_per_class)
     elif name == "fashion_mnist":
         ds = _fashion_mnist(root, image_size, seed, max_per_class)
-    elif name == "openclipart":
-        ds = _openclipart(image_size, seed, cache_dir, holdout_fraction, max_per_class)
+    elif name in ("openclipart_images", "openclipart_categories"):
+        ds = _openclipart(
+            name, image_size, seed, cache_dir, holdout_fraction, holdout_categories, max_per_class
+        )
+    elif name in RENAMED_TARGETS:
+        raise UserInputError(RENAMED_TARGETS[name])
     elif name in synthetic.TARGET_TASKS:
         ds = _synthetic(name, image_size, seed, max_per_class, synthetic_concepts, zipf_exponent)
     else:
