@@ -1,5 +1,8 @@
 """`python -m experiments bench train`: training throughput (images/s), and MFU on a GPU.
 
+``--pipeline [CONFIG]`` instead trains through HashtagDataModule on a real prepared folder and
+prints it beside the same model on in-memory tensors (:mod:`.train_pipeline`).
+
 Times full optimizer steps (normalise uint8 -> forward -> multi-label softmax -> backward ->
 SGD) on synthetic in-memory batches, so the figure is the model's, not the loader's. CPU: the
 tiny model (configs/model/rx-tiny.yaml) at --cpu-resolution. GPU: ResNeXt-101 32x8d at 224 px,
@@ -39,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu-model", default="configs/model/rx101_32x8d.yaml")
     parser.add_argument("--compile", action="store_true", help="torch.compile on the GPU")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="override the peak table")
+    parser.add_argument(
+        "--pipeline",
+        nargs="?",
+        const="configs/pretrain/quickstart_openclipart.yaml",
+        default=None,
+        metavar="CONFIG",
+        help="instead: train through HashtagDataModule on CONFIG's prepared folder (default: "
+        "the quickstart's) beside the same model on in-memory tensors, in one run",
+    )
+    parser.add_argument("--pipeline-warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--pipeline-steps", type=int, default=60, help="timed steps")
+    parser.add_argument("overrides", nargs="*", help="--pipeline: config overrides (k=v)")
 
 
 def _model_cfg(path: str):
@@ -127,6 +142,12 @@ def _measure(model_path, batch, resolution, vocab, device, steps, warmup, bf16, 
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.pipeline:
+        from experiments.benchmarks.train_pipeline import run_pipeline
+
+        return run_pipeline(
+            args.pipeline, list(args.overrides), args.pipeline_warmup, args.pipeline_steps
+        )
     result = {
         "cpu": _measure(
             args.cpu_model,
