@@ -418,7 +418,7 @@ def scaling_markdown(name: str, fits: list[dict]) -> str:
             if "acc_at_target_power" in f
             else MISSING
         )
-        capped = " (capped)" if f.get("loglin_capped_at_top") else ""
+        capped = " (capped: the line passes 100%)" if f.get("loglin_capped_at_top") else ""
         if not f.get("extrapolated", True):
             capped += " (interpolated)"
         lines.append(
