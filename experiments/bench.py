@@ -22,6 +22,7 @@ BENCHMARKS = {
     "sampling": "resampling weights plus a 1e8-draw epoch index (seconds, bytes/image)",
     "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",
     "train": "training throughput (images/s; MFU on a GPU)",
+    "gpu": "the GPU path: FFCV loader into GPU memory, rx101 bf16 +/- compile, MFU, memory",
 }
 
 
