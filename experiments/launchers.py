@@ -211,6 +211,8 @@ class SubmititJob(submitit.helpers.Checkpointable):
     def __call__(self, job: Job) -> dict[str, str]:
         from experiments import requeue
 
+        if "SLURM_JOB_ID" not in os.environ:  # a local job: nothing to requeue
+            return execute_job(job, self.runner)
         signum = requeue.requeue_signal()
         _REQUEUE.received = False
         previous = signal.signal(signum, _REQUEUE)
