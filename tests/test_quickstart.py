@@ -21,6 +21,7 @@ def test_reduced_quickstart_writes_table_and_figure(tmp_path, capsys):
         "--data", "synthetic",
         "--images-seen", "1280",
         "--seeds", "0",
+        "--ablation", "natural",
         "--max-per-class", "20",
         "--runs-dir", str(runs),
         f"data.cache_dir={tmp_path / 'cache'}",
@@ -43,7 +44,17 @@ def test_reduced_quickstart_writes_table_and_figure(tmp_path, capsys):
             row = stats[(stats["sampling"] == "sqrt") & (stats["target"] == m["target"])]
             assert row["mean"].item() == pytest.approx(m["top1"])
     table = (runs / "results.md").read_text()
-    assert "random init" in table and "| sqrt | softmax | all |" in table
+    assert "random init" in table and "| sqrt | softmax | all | False |" in table
+    # the figure plots each pretrained network's gain over random init, per target
+    gains = pd.read_csv(runs / "gains.csv")
+    assert len(gains) == 4  # 2 pretrained networks x 2 targets
+    for m in metrics:
+        if m["pretrain_run"] == "pretrain-hashtag":
+            base = next(
+                b for b in metrics if b["init"] == "random" and b["target"] == m["target"]
+            )
+            row = gains[(gains["target"] == m["target"]) & gains["network"].str.startswith("sqrt")]
+            assert row["gain"].item() == pytest.approx(100 * (m["top1"] - base["top1"]))
     assert "quickstart finished" in out
     # a second run reuses every stage: nothing is retrained or re-probed
     before = {p: p.stat().st_mtime for p in runs.glob("*/metrics.json")}
