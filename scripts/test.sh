@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q "$@"
+# both cores: one worker per core, each test file on one worker (module fixtures stay shared)
+OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
