@@ -14,6 +14,7 @@ for the missing sample), and a watchdog interrupts the write when every worker d
 
 The read side builds FFCV pipelines: uint8 NCHW images leave the loader (normalisation happens
 on the accelerator, in the LightningModule); ``ToDevice`` only when a CUDA device is given.
+Training crops and flips are seeded by an epoch key (:mod:`datamodules.ffcv_augment`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from datamodules.errors import UserInputError
+
+if TYPE_CHECKING:
+    from datamodules.ffcv_augment import EpochKey
 
 WRITE_MODES = ("jpg", "raw", "smart")
 # write_mode=smart: JPEG only for images whose raw pixels exceed this many bytes (a 96x96 RGB
@@ -349,18 +353,34 @@ def train_image_pipeline(
     resolution: int,
     device: torch.device | str | None = None,
     min_scale: float = 0.08,
+    key: EpochKey | None = None,
+    first_sample_id: int = 0,
 ) -> list:
-    """Random resized crop (scale min_scale-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW."""
+    """Random resized crop (scale min_scale-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW.
+
+    ``key`` (a :class:`datamodules.ffcv_augment.EpochKey`): crop and flip are a hash of (its seed
+    and epoch, sample id = ``first_sample_id`` + row); None: FFCV's unseeded draws."""
     from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
     from ffcv.transforms import ToTorchImage
 
-    from datamodules.ffcv_flip import InPlaceRandomHorizontalFlip
+    from datamodules.ffcv_augment import (
+        DEFAULT_RATIO,
+        InPlaceRandomHorizontalFlip,
+        SeededRandomResizedCropRGBImageDecoder,
+        check_crop,
+    )
 
+    size, scale = (int(resolution), int(resolution)), (float(min_scale), 1.0)
+    check_crop(scale, DEFAULT_RATIO)
+    if key is None:
+        decoder = RandomResizedCropRGBImageDecoder(size, scale=scale, ratio=DEFAULT_RATIO)
+    else:
+        decoder = SeededRandomResizedCropRGBImageDecoder(
+            size, key, scale=scale, ratio=DEFAULT_RATIO, first_sample_id=first_sample_id
+        )
     return [
-        RandomResizedCropRGBImageDecoder(
-            (int(resolution), int(resolution)), scale=(float(min_scale), 1.0)
-        ),
-        InPlaceRandomHorizontalFlip(),
+        decoder,
+        InPlaceRandomHorizontalFlip(key=key, first_sample_id=first_sample_id),
         *_tensor_tail(device),
         ToTorchImage(),
     ]

@@ -11,7 +11,10 @@ a pure function of (seed, epoch). Under DDP each rank reads every world_size-th 
 (disjoint, equal counts). Label noise (``data.label_noise``) is applied to each batch at load
 time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every noise
 level; the resampling weights come from the noisy labels (see :mod:`datamodules.sampling`).
-Random crops and flips come from FFCV's numba threads and are not seeded.
+Random crops and flips are a counter-based hash of (seed, epoch, sample_id)
+(:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the same crop
+and flip on any thread, worker or rank and after a resume, so on the CPU two runs of one
+command with one seed and thread count see identical batches.
 
 Loaders are built once per run (a new FFCV Loader spends ~10 s compiling) and reused across
 epochs: the custom traversal order hands FFCV each epoch's draws when it asks.
@@ -85,8 +88,11 @@ class HashtagBatches:
     """The iterable Lightning gets: one FFCV Loader reused across epochs, yielding
     ``(images, labels)`` with label noise applied. ``len`` is the full epoch's batch count."""
 
-    def __init__(self, datamodule: HashtagDataModule, loader, order=None, train: bool = True):
+    def __init__(
+        self, datamodule: HashtagDataModule, loader, order=None, train: bool = True, key=None
+    ):
         self.datamodule, self.loader, self.order, self.train = datamodule, loader, order, train
+        self.key = key  # the EpochKey the crops and flips read (training only)
         self._length = len(loader)
 
     def __len__(self) -> int:
@@ -107,6 +113,8 @@ class HashtagBatches:
         if self.order is not None:
             self.order.skip = {epoch: skip * self.loader.batch_size} if skip else {}
             self.loader.next_epoch = epoch
+        if self.key is not None:  # before the iterator's thread starts decoding
+            self.key.set_epoch(epoch)
         iterator = iter(self.loader)
         try:
             for images, labels, sample_ids in iterator:
@@ -280,14 +288,16 @@ class HashtagDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> HashtagBatches:
         if self._train is None:
+            from datamodules.ffcv_augment import EpochKey
             from datamodules.ffcv_store import int_pipeline, labels_pipeline, train_image_pipeline
 
             self.setup("fit")
             device, rank, world = self._placement()
             order = make_resampled_order(self.sampler, rank, world)
-            pipelines = {
+            key = EpochKey(self.seed)
+            pipelines = {  # one train shard: row r holds sample_id r
                 "image": train_image_pipeline(
-                    self.data_cfg.resolution, device, self.data_cfg.crop_min_scale
+                    self.data_cfg.resolution, device, self.data_cfg.crop_min_scale, key=key
                 ),
                 "labels": labels_pipeline(),
                 "num_labels": None,
@@ -299,7 +309,7 @@ class HashtagDataModule(L.LightningDataModule):
                     f"{self.num_train} training images over {world} rank(s) make no full batch "
                     f"of data.batch_size={self.data_cfg.batch_size}; lower the batch size"
                 )
-            self._train = HashtagBatches(self, loader, order, train=True)
+            self._train = HashtagBatches(self, loader, order, train=True, key=key)
         return self._train
 
     def val_dataloader(self) -> HashtagBatches:

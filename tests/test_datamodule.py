@@ -181,3 +181,44 @@ def test_rank_shares_are_disjoint_and_cover_the_epoch(datamodule):
     assert len(shares[0]) == len(shares[1]) == NUM_TRAIN // 2
     assert np.array_equal(shares[0], order[sorted(positions)][: NUM_TRAIN // 2])
     assert np.array_equal(np.sort(np.concatenate(shares)), np.sort(order))
+
+
+def _two_epochs(dm: HashtagDataModule) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Training epochs 0 and 1 of ``dm`` (from the start), batches copied out of the ring."""
+    dm.load_state_dict({"epoch": 0, "batches_done": 0})
+    return [[(x.clone(), y.clone()) for x, y in dm.train_dataloader()] for _ in range(2)]
+
+
+def test_crops_and_flips_are_a_function_of_seed_epoch_and_sample(datamodule, prepared):
+    """Two datamodules with one seed give byte-identical batches over two epochs, with two
+    loader threads or one; an image drawn twice in one epoch gets the same crop and flip, and
+    one drawn in both epochs a different one (FFCV's unseeded draws fail all three)."""
+    first = _two_epochs(HashtagDataModule(_Data(num_workers=2), seed=5, prepared_dir=prepared))
+    second = _two_epochs(HashtagDataModule(_Data(num_workers=2), seed=5, prepared_dir=prepared))
+    one_thread = _two_epochs(datamodule)  # seed 5, num_workers=1
+    for run in (second, one_thread):
+        assert [len(epoch) for epoch in run] == [NUM_TRAIN // BATCH] * 2
+        for epoch_a, epoch_b in zip(first, run):
+            for (xa, ya), (xb, yb) in zip(epoch_a, epoch_b):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+    by_epoch = []
+    for epoch in first:
+        images: dict[int, list[torch.Tensor]] = {}
+        for x, y in epoch:
+            for k, image in zip(ids_of(y), x):
+                images.setdefault(k, []).append(image)
+        by_epoch.append(images)
+    repeated = [copies for copies in by_epoch[0].values() if len(copies) > 1]
+    assert len(repeated) > 20  # sqrt sampling draws with replacement
+    assert all(torch.equal(copies[0], c) for copies in repeated for c in copies[1:])
+    common = sorted(set(by_epoch[0]) & set(by_epoch[1]))
+    differ = [not torch.equal(by_epoch[0][k][0], by_epoch[1][k][0]) for k in common]
+    assert len(common) > 50 and np.mean(differ) > 0.95
+
+    other_seed = HashtagDataModule(_Data(num_workers=2), seed=6, prepared_dir=prepared)
+    other_seed.setup("fit")
+    other_seed.sampler = datamodule.sampler  # the same draws: only the augmentation seed differs
+    epoch0 = _two_epochs(other_seed)[0]
+    assert all(torch.equal(ya, yb) for (_, ya), (_, yb) in zip(first[0], epoch0))
+    assert not any(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(first[0], epoch0))
