@@ -225,6 +225,7 @@ class SubmititJob(submitit.helpers.Checkpointable):
             sys.exit(requeue.REQUEUE_EXIT)  # SystemExit: submitit writes no result pickle
         finally:
             signal.signal(signum, previous)
+            _REQUEUE.received = False
 
 
 # ---------------------------------------------------------------------------------------------
