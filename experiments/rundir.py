@@ -1,5 +1,8 @@
 """Run directories: ``runs/<name>/`` with the resolved config, metrics.json, checkpoints, logs.
 
+``metrics.json`` always records the provenance of the process that wrote it (git commit and
+dirty flag, library versions, the command line: :func:`datamodules.provenance.provenance`).
+
 Every file is written atomically (a temporary name in the same folder, then ``os.replace``), so
 a run that dies leaves either the old file or the new one, never half of one.
 """
@@ -11,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.io import atomic_write_bytes, atomic_write_text
+from datamodules.provenance import provenance
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json", "RunDir"]
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+STARTED_FROM_FILE = "started_from.json"  # pretrain ckpt_path=: the checkpoint this run began at
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -59,8 +64,13 @@ class RunDir:
 
         return atomic_write_text(self.config_path, to_yaml(cfg))
 
+    @property
+    def started_from_path(self) -> Path:
+        return self.path / STARTED_FROM_FILE
+
     def write_metrics(self, metrics: dict) -> Path:
-        return atomic_write_json(self.metrics_path, metrics)
+        """metrics.json, with ``provenance`` added unless the caller gave one."""
+        return atomic_write_json(self.metrics_path, {"provenance": provenance(), **metrics})
 
     def read_metrics(self) -> dict | None:
         if not self.metrics_path.is_file():
