@@ -1,13 +1,29 @@
-"""Shared argument handling for verbs that take `<config.yaml> [key=value ...]`."""
+"""Shared argument handling: `<config.yaml> [key=value ...]`, and the options every verb has.
+
+Every verb (and every ``bench`` benchmark) also takes:
+
+- ``--print-config``: print the resolved config as YAML and exit 0 without doing any work. For
+  a verb with a config file that is the composed config (defaults chain, then overrides), which
+  :func:`experiments.config.load_config` reads back to the same object; ``sweep`` prints its
+  spec with the command's overrides folded in, ``quickstart`` every run's config (one YAML
+  document each); verbs without a config file (``bench``, ``predict``, ``vocab lookup``) print
+  their resolved options.
+- ``--verbose``: the libraries' full console output (see :mod:`experiments.console`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from experiments.config import load_config
+import yaml
+
+from experiments.config import load_config, to_yaml
+
+COMMON_OPTIONS = ("print_config", "verbose")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -23,6 +39,119 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
 
 def config_from_args(args: argparse.Namespace) -> Any:
     return load_config(args.config, args.overrides)
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """``--print-config`` and ``--verbose`` on a verb's parser and on each of its sub-commands."""
+    for sub in [parser, *_subparsers(parser)]:
+        known = sub._option_string_actions
+        # on sub-commands SUPPRESS: an unset flag there must not hide one given before it
+        default = argparse.SUPPRESS if sub is not parser else False
+        if "--print-config" not in known:
+            sub.add_argument(
+                "--print-config",
+                action="store_true",
+                default=default,
+                help="print the resolved config as YAML and exit",
+            )
+        if "--verbose" not in known:
+            sub.add_argument(
+                "--verbose",
+                action="store_true",
+                default=default,
+                help="show every library message (Lightning tips, W&B, warnings)",
+            )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += [sub, *_subparsers(sub)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# --print-config
+
+
+def _options(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """A verb without a config file: its parsed options are its config."""
+    plain = (str, int, float, bool, type(None))
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v if isinstance(v, plain) else str(v)
+
+    opts = {k: clean(v) for k, v in vars(args).items() if k not in COMMON_OPTIONS}
+    return [("", yaml.safe_dump(opts, sort_keys=False))]
+
+
+def _run_config(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    return [("", config_from_args(args))]
+
+
+def _tables(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    from experiments.tables import TablesConfig
+
+    return [("", load_config(args.config, args.overrides, schema=TablesConfig))]
+
+
+def _vocab(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    from experiments.vocab import LOOKUP
+
+    if args.target == LOOKUP:
+        return _options(args)
+    return [("", load_config(args.target, args.rest))]
+
+
+def _sweep(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The spec with everything the command adds folded in, so it alone plans the same runs."""
+    from experiments.sweep import slurm_overrides
+    from experiments.sweep_spec import load_spec
+
+    spec = load_spec(args.spec)
+    extra = list(args.overrides)
+    if args.launcher == "slurm":
+        extra = [*slurm_overrides(spec), *extra]
+    spec.overrides = [*spec.overrides, *extra]  # expand() applies the command's right after
+    for tr in spec.transfers:
+        tr.overrides = [*tr.overrides, *args.transfer_set]
+    spec.runs_dir = args.runs_dir or spec.runs_dir
+    return [("", spec)]
+
+
+def _quickstart(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    from experiments.quickstart import plan_from_args, pretrain_configs, transfer_configs
+
+    plan = plan_from_args(args)
+    pre = pretrain_configs(plan)
+    runs = {label: Path(cfg.runs_dir) / cfg.name for label, cfg in pre.items()}
+    configs = [*pre.values(), *transfer_configs(plan, runs, pre["hashtag"])]
+    return [(cfg.name, cfg) for cfg in configs]
+
+
+CONFIGS = {  # verb -> its resolved configs as (title, config); the rest: _run_config / _options
+    "tables": _tables,
+    "vocab": _vocab,
+    "sweep": _sweep,
+    "quickstart": _quickstart,
+    "bench": _options,
+    "predict": _options,
+}
+
+
+def resolved_config(verb: str, args: argparse.Namespace) -> str:
+    """What ``--print-config`` prints: one YAML document per config (a ``# title`` above each
+    when there are several)."""
+    default = _run_config if hasattr(args, "config") and hasattr(args, "overrides") else _options
+    docs = CONFIGS.get(verb, default)(args)
+    texts = [(title, c if isinstance(c, str) else to_yaml(c)) for title, c in docs]
+    if len(texts) == 1:
+        return texts[0][1]
+    return "".join(f"--- # {title}\n{text}" for title, text in texts)
 
 
 def import_optional(module_name: str) -> ModuleType | None:

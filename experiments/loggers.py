@@ -1,11 +1,16 @@
-"""The Lightning loggers of a run: CSV always, Weights & Biases offline unless WANDB_MODE says so."""
+"""The Lightning loggers of a run: CSV always, Weights & Biases offline unless WANDB_MODE says so,
+and Lightning's TensorBoardLogger when ``logging.tensorboard=true`` (into ``logs/tensorboard/``;
+``tensorboard --logdir runs/`` then shows every run)."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from typing import TYPE_CHECKING
 
+from datamodules.errors import UserInputError
+from experiments import console
 from experiments.config import to_dict
 
 if TYPE_CHECKING:
@@ -23,6 +28,10 @@ def run_loggers(cfg: RunConfig, run: RunDir) -> list:
         loggers.append(CSVLogger(save_dir=str(run.path), name="logs", version=""))
     if cfg.logging.wandb:
         mode = os.environ.get("WANDB_MODE") or cfg.logging.wandb_mode
+        if not console.is_verbose():
+            # W&B's process-wide setup applies WANDB_SILENT before wandb.init validates its
+            # arguments (Lightning passes the deprecated `anonymous`, which W&B warns about)
+            wandb.setup()
         loggers.append(
             WandbLogger(
                 name=run.name,
@@ -37,4 +46,21 @@ def run_loggers(cfg: RunConfig, run: RunDir) -> list:
                 settings=wandb.Settings(console="off", x_disable_stats=True),
             )
         )
+    if cfg.logging.tensorboard:
+        loggers.append(tensorboard_logger(run))
     return loggers
+
+
+def tensorboard_logger(run: RunDir):
+    """Lightning's TensorBoardLogger writing ``run.path/logs/tensorboard/events.out.tfevents.*``
+    (a resumed run appends a new event file to the same folder)."""
+    if not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise UserInputError(
+            "logging.tensorboard=true needs the `tensorboard` package (pip install tensorboard), "
+            "or set logging.tensorboard=false"
+        )
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(
+        save_dir=str(run.path), name="logs", version="tensorboard", default_hp_metric=False
+    )

@@ -48,7 +48,10 @@ def test_shipped_configs_compose():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["no.such.key=1"], "unknown config key 'no.such.key'; valid keys in <root>: data,"),
+        (
+            ["no.such.key=1"],
+            "unknown config key 'no.such.key'; valid keys in <root>: ckpt_path, data,",
+        ),
         (["data.scal=0.1"], "unknown config key 'data.scal'; valid keys in data: ambiguity,"),
         (["data.scale=lots"], "bad value for 'data.scale'"),
         (["data.sampling=sqroot"], "valid choices: natural, sqrt, uniform"),
@@ -77,3 +80,11 @@ def test_bad_files_raise_one_line_errors(tmp_path):
     cycle = write(tmp_path / "cycle.yaml", "defaults: [cycle.yaml]\n")
     with pytest.raises(UserInputError, match="cycle"):
         load_config(cycle)
+
+
+def test_ckpt_path_and_tensorboard_are_typed_keys():
+    cfg = load_config(None, ["ckpt_path=runs/a/checkpoints/last.ckpt", "logging.tensorboard=true"])
+    assert cfg.ckpt_path == "runs/a/checkpoints/last.ckpt" and cfg.logging.tensorboard is True
+    assert load_config().ckpt_path == "" and load_config().logging.tensorboard is False
+    with pytest.raises(UserInputError, match="bad value for 'logging.tensorboard'"):
+        load_config(None, ["logging.tensorboard=sometimes"])
