@@ -4,11 +4,14 @@
 :class:`~lightning_modules.pretrain.HashtagPretrainer` and a Lightning Trainer, then writes
 ``runs/<name>/``: ``config.yaml`` (resolved), ``checkpoints/`` (``last.ckpt`` every
 ``trainer.checkpoint_every_n_steps`` optimizer steps and at the end), ``logs/`` (CSV, W&B
-offline) and finally ``metrics.json``. Rerunning the same command resumes from
+offline; TensorBoard with ``logging.tensorboard=true``) and finally ``metrics.json`` (with the
+provenance: commit, versions, command line). Rerunning the same command resumes from
 ``checkpoints/last.ckpt`` (mid-epoch: model, optimizer, schedule, datamodule position, RNG) or
-returns at once when ``metrics.json`` says the run is complete. Under SLURM, the time-limit signal
-(submitit's USR2) makes the run checkpoint at its next step and requeue the job
-(:mod:`experiments.requeue`); the requeued run resumes from the newest checkpoint.
+returns at once when ``metrics.json`` says the run is complete. ``ckpt_path=<file>`` resumes
+from a chosen checkpoint of this run, or forks another run's into a new run folder
+(:mod:`experiments.resume`). Under SLURM, the time-limit signal (submitit's USR2) makes the run
+checkpoint at its next step and requeue the job (:mod:`experiments.requeue`); the requeued run
+resumes from the newest checkpoint.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from datamodules.errors import UserInputError
+from experiments import console, resume
 from experiments.cli import add_config_arguments, config_from_args
 from experiments.config import RunConfig, to_dict
 from experiments.loggers import run_loggers
+from experiments.resume import Parent
 from experiments.rundir import RunDir
 
 
@@ -116,6 +120,9 @@ def build_trainer(cfg: RunConfig, run: RunDir, *, max_steps: int, batches_per_va
     loggers = run_loggers(cfg, run)
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
+    bar = console.progress_bar()
+    if bar is not None:
+        callbacks.append(bar)
     plugins = None
     if SLURMEnvironment.detect():  # requeue: our callback at a step boundary, not Lightning's
         from experiments.requeue import RequeueOnSignal
@@ -164,28 +171,43 @@ def _world_size(cfg: RunConfig) -> int:
     return int(probe.world_size)
 
 
+def _plan_run(cfg: RunConfig) -> tuple[RunDir, Parent | None, str]:
+    """The run folder (``cfg.name`` filled in; not created yet), the ``ckpt_path`` checkpoint,
+    and whether that is a resume or a fork."""
+    base = cfg.name or default_run_name(cfg)
+    if not cfg.ckpt_path:
+        cfg.name = base
+        return RunDir(Path(cfg.runs_dir) / base), None, ""
+    parent = resume.read_parent(cfg.ckpt_path)
+    cfg.name, mode = resume.run_name(cfg.runs_dir, base, bool(cfg.name), parent)
+    return RunDir(Path(cfg.runs_dir) / cfg.name), parent, mode
+
+
 def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
-    """Pretrain (or resume, or skip when complete) and return the run directory."""
+    """Pretrain (or resume, fork, or skip when complete) and return the run directory."""
     import lightning as L
 
     from lightning_modules.backbones import load_weights
     from lightning_modules.optim import num_steps, total_images
     from lightning_modules.pretrain import HashtagPretrainer, global_batch_size, per_device_batch
 
-    if not cfg.name:
-        cfg.name = default_run_name(cfg)
-    run = RunDir.create(cfg.runs_dir, cfg.name)
-    if run.is_complete():
-        print(f"pretrain: {run.path} is complete (metrics.json); nothing to do")
-        return run.path
     if cfg.schedule.accumulate < 1:
         raise UserInputError("schedule.accumulate must be >= 1")
     if cfg.model.loss not in ("softmax", "sigmoid"):
         raise UserInputError(f"model.loss must be softmax or sigmoid, got '{cfg.model.loss}'")
+    run, parent, mode = _plan_run(cfg)
+    if run.is_complete():
+        if parent is not None:
+            resume.check_complete_run(run, parent)
+        print(f"pretrain: {run.path} is complete (metrics.json); nothing to do")
+        return run.path
     if cfg.schedule.global_batch:  # the per-device batch for this world size
         cfg.data.batch_size = per_device_batch(
             cfg.schedule.global_batch, _world_size(cfg), cfg.schedule.accumulate
         )
+    if parent is not None:  # on the resolved config, as the checkpoint saved its own
+        resume.check_compatible(parent, to_dict(cfg))
+    run = RunDir.create(cfg.runs_dir, cfg.name)
     run.write_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -203,16 +225,24 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
     model = HashtagPretrainer(
         to_dict(cfg), int(dm.vocab_size), _hashtags(dm), num_train=int(dm.num_train)
     )
-    resume = _resume_checkpoint(run)
-    if resume is None and cfg.model.weights:
+    start_ckpt = _resume_checkpoint(run)
+    if parent is not None:
+        if parent.global_step > max_steps:
+            raise UserInputError(
+                f"ckpt_path={parent.path} is at step {parent.global_step}, past the end of this "
+                f"schedule ({max_steps} steps of {global_batch} = {max_steps * global_batch:,} "
+                "images); raise schedule.images_seen"
+            )
+        start_ckpt = resume.start_checkpoint(run, parent, start_ckpt, mode)
+        if start_ckpt == parent.path:
+            verb = "resuming" if mode == "resume" else "forking"
+            print(f"pretrain: {verb} {parent.path} (step {parent.global_step}) -> {run.path}")
+    if start_ckpt is None and cfg.model.weights:
         load_weights(model.net, cfg.model.weights)
     trainer = build_trainer(cfg, run, max_steps=max_steps, batches_per_val=batches_per_val)
     start = time.time()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
-        final_list = trainer.validate(model, datamodule=dm, verbose=False)
+    trainer.fit(model, datamodule=dm, ckpt_path=str(start_ckpt) if start_ckpt else None)
+    final_list = trainer.validate(model, datamodule=dm, verbose=False)
     if not trainer.is_global_zero:
         return run.path
     final = {
@@ -222,20 +252,21 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
     }
     history = [*model.val_history, final]
     best = max(history, key=lambda e: e["precision_at_1"])
-    run.write_metrics(
-        {
-            "status": "complete",
-            "kind": "pretrain",
-            "name": run.name,
-            "axes": axes(cfg, dm),
-            "images_seen": int(trainer.global_step) * global_batch,
-            "final": final,
-            "best": {k: best[k] for k in ("loss", "precision_at_1", "precision_at_5")},
-            "schedule": model.schedule,
-            "checkpoint": str(run.checkpoints / "last.ckpt"),
-            "wall_s": round(model.wall_s_before + (time.time() - start), 2),
-        }
-    )
+    metrics = {
+        "status": "complete",
+        "kind": "pretrain",
+        "name": run.name,
+        "axes": axes(cfg, dm),
+        "images_seen": int(trainer.global_step) * global_batch,
+        "final": final,
+        "best": {k: best[k] for k in ("loss", "precision_at_1", "precision_at_5")},
+        "schedule": model.schedule,
+        "checkpoint": str(run.checkpoints / "last.ckpt"),
+        "wall_s": round(model.wall_s_before + (time.time() - start), 2),
+    }
+    if parent is not None:
+        metrics["started_from"] = resume.started_from(run)
+    run.write_metrics(metrics)
     print(
         f"pretrain: {run.name}: precision@1 {final['precision_at_1']:.4f}, "
         f"precision@5 {final['precision_at_5']:.4f}, loss {final['loss']:.4f} -> {run.path}"
