@@ -31,7 +31,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +46,7 @@ from tqdm.auto import tqdm
 
 from datamodules import dedup, hashtags, sources, subsets
 from datamodules.errors import UserInputError
+from datamodules.provenance import package_versions, provenance
 from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
 
 if TYPE_CHECKING:
@@ -539,12 +538,8 @@ def _dpkg_version(package: str) -> str | None:
 
 
 def library_versions(data_cfg: Any) -> dict:
-    versions: dict[str, Any] = {"python": platform.python_version()}
-    for dist in ("numpy", "ffcv", "pillow", "imagehash", "resvg-py", "opencv-python", "numba"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
+    dists = ("numpy", "ffcv", "pillow", "imagehash", "resvg-py", "opencv-python", "numba")
+    versions: dict[str, Any] = package_versions(dists)
     if data_cfg.source == "openclipart":
         versions["openclipart-svg"] = _dpkg_version("openclipart-svg")
     return versions
@@ -652,6 +647,7 @@ def _build_prepared(
         "hashtag_counts": [int(c) for c in hashtag_counts],
         "config": {**dataclasses.asdict(data_cfg), "seed": seed},
         "versions": library_versions(data_cfg),
+        "provenance": provenance(),  # commit, dirty, run library versions, command line
         "stats": stats,
     }
     _write_json(out / "manifest.json", manifest)  # last: the folder is renamed after this

@@ -261,7 +261,12 @@ def test_linear_run_writes_metrics_and_skips_when_complete(fake_files, capsys):
     assert metrics["top1"] > 0.8  # the classes differ in colour: random features suffice
     assert metrics["top5"] == 1.0
     assert metrics["bn_recalibration_images"] == 160
-    assert not metrics["probe"][0]["at_edge"]
+    probe = metrics["probe"][0]
+    # separable colours: every strength scores top-1 1.0 held out, the loss tie-break picks the
+    # weakest, so the grid is extended three decades down and the choice stays at its edge
+    assert probe["heldout_top1"] == [1.0] * len(probe["grid"]) and len(probe["grid"]) == 9
+    assert probe["l2"] == min(probe["grid"]) and probe["at_edge"]
+    assert probe["extensions"] == pytest.approx([1e-5, 1e-6, 1e-7])
     assert list((tmp / "cache" / "features").glob("*.npz"))
     capsys.readouterr()
     assert run_transfer(cfg) == run
