@@ -74,7 +74,10 @@ PRINT_CONFIG_ARGS = {  # one command line per verb; a new verb must add one
     ],
     "tables": ["configs/tables/mini.yaml", "runs_dir=elsewhere"],
     "reproduce": ["mini", "--dry-run", "--sweeps", "loss_mini"],
-    "quickstart": ["data.num_images=999", "--data", "synthetic", "--seeds", "4", "--ablation", "natural"],
+    "quickstart": [
+        "data.num_images=999",
+        *("--data", "synthetic", "--seeds", "4", "--ablation", "natural"),
+    ],
     "bench": ["train", "--steps", "3"],
     "predict": ["--checkpoint", "runs/x", "a.png"],
 }
