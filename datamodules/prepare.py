@@ -537,9 +537,11 @@ def _dpkg_version(package: str) -> str | None:
     return out.stdout.strip() or None
 
 
-def library_versions(data_cfg: Any) -> dict:
-    dists = ("numpy", "ffcv", "pillow", "imagehash", "resvg-py", "opencv-python", "numba")
+def data_versions(data_cfg: Any) -> dict:
+    """What decodes, renders, hashes and writes the data, beyond provenance's RUN_PACKAGES."""
+    dists = ("pillow", "imagehash", "resvg-py", "opencv-python", "numba")
     versions: dict[str, Any] = package_versions(dists)
+    del versions["python"]  # provenance records it
     if data_cfg.source == "openclipart":
         versions["openclipart-svg"] = _dpkg_version("openclipart-svg")
     return versions
@@ -646,8 +648,8 @@ def _build_prepared(
         "vocab_sha256": vocab.sha256,
         "hashtag_counts": [int(c) for c in hashtag_counts],
         "config": {**dataclasses.asdict(data_cfg), "seed": seed},
-        "versions": library_versions(data_cfg),
-        "provenance": provenance(),  # commit, dirty, run library versions, command line
+        # commit, dirty flag, command line; versions of the run's and the data's libraries
+        "provenance": provenance(extra_versions=data_versions(data_cfg)),
         "stats": stats,
     }
     _write_json(out / "manifest.json", manifest)  # last: the folder is renamed after this

@@ -58,11 +58,14 @@ def git_state(root: str | Path = CODE_ROOT) -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
-def provenance(root: str | Path = CODE_ROOT) -> dict[str, Any]:
-    """The commit, versions and command line of this process."""
+def provenance(
+    root: str | Path = CODE_ROOT, extra_versions: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """The commit, versions (``RUN_PACKAGES``, then ``extra_versions``) and command line of this
+    process."""
     return {
         "git": git_state(root),
-        "versions": package_versions(RUN_PACKAGES),
+        "versions": {**package_versions(RUN_PACKAGES), **(extra_versions or {})},
         "argv": list(sys.argv),
         "cwd": os.getcwd(),
     }

@@ -73,7 +73,7 @@ def write_prepared(folder: Path, num_train: int = 512, num_val: int = 128, seed:
         "vocab_sha256": "",
         "hashtag_counts": counts,
         "config": {},
-        "versions": {},
+        "provenance": {},
         "stats": {},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))

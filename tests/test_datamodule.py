@@ -81,7 +81,7 @@ def make_prepared(folder: Path) -> Path:
         "vocab_sha256": "",
         "hashtag_counts": counts.tolist(),
         "config": {},
-        "versions": {},
+        "provenance": {},
         "stats": {},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import platform
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 from datamodules import prepare
 from datamodules.errors import UserInputError
 from datamodules.hashtags import Vocabulary
+from datamodules.provenance import git_state
 from datamodules.sources.base import TaggedImage
 from experiments.config import DataConfig
 
@@ -134,8 +137,13 @@ def test_end_to_end_with_broken_inputs_and_stage_reuse(corpus, tmp_path, fake_so
     # --- the manifest contract
     assert set(m) >= {
         "train", "val", "num_train", "max_labels", "vocab_size", "vocab_sha256",
-        "hashtag_counts", "config", "versions", "stats",
+        "hashtag_counts", "config", "provenance", "stats",
     }  # fmt: skip
+    versions = m["provenance"]["versions"]
+    assert versions["ffcv"] == metadata.version("ffcv")
+    assert versions["numba"] == metadata.version("numba")
+    assert versions["python"] == platform.python_version()
+    assert m["provenance"]["git"]["commit"] == git_state()["commit"]
     for name in ("vocab.tsv", "vocab_report.json", "dedup_report.json", "ids.txt"):
         assert (out / name).is_file()
     vocab = Vocabulary.load(out / "vocab.tsv")
