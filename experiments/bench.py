@@ -21,6 +21,7 @@ BENCHMARKS = {
     "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit",
     "sampling": "resampling weights plus a 1e8-draw epoch index (seconds, bytes/image)",
     "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",
+    "probe": "the linear probe's L-BFGS: its vector ops on one thread vs all (seconds per L2 path)",
     "train": "training throughput (images/s; MFU on a GPU)",
     "gpu": "the GPU path: FFCV loader into GPU memory, rx101 bf16 +/- compile, MFU, memory",
 }

@@ -18,6 +18,8 @@ recorded, so a reported number never silently depends on a grid that was too nar
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -68,6 +70,19 @@ class SoftmaxRegression:
         return x @ self.weight + self.bias
 
 
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != before:
+            torch.set_num_threads(before)
+
+
 def _as_tensor(x, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=dtype)
 
@@ -81,6 +96,7 @@ def fit_softmax_regression(
     init: SoftmaxRegression | None = None,
     max_iter: int = FINAL_MAX_ITER,
     tol: float = 1e-5,
+    vector_threads: int | None = 1,
 ) -> SoftmaxRegression:
     """Minimize mean cross-entropy + l2/2 ||W||^2 with full-batch L-BFGS (strong Wolfe search).
 
@@ -89,6 +105,12 @@ def fit_softmax_regression(
     weight gradient is ``(P - Y)^T X`` transposed, a GEMM layout about 10x faster on the CPU
     than autograd's ``X^T (P - Y)`` for a few classes (measured: 16 vs 150 ms at
     2,900 x 1,920 x 10), which made the probe 3-4x faster end to end.
+
+    Only the two GEMMs run on the caller's torch threads; L-BFGS's own vector work (hundreds of
+    thousands of dot products and axpys on one ~15k-float vector) runs on ``vector_threads``
+    (``None``: the caller's too). One is fastest: an OpenMP wake-up per op costs more than the
+    op, 62 vs 2.6 us per dot with two threads under ``OMP_WAIT_POLICY=PASSIVE``, which every
+    run sets for FFCV (``python -m experiments bench probe`` prints the comparison).
     """
     x = _as_tensor(x, torch.float32).contiguous()
     y = _as_tensor(y, torch.long)
@@ -102,13 +124,17 @@ def fit_softmax_regression(
     )
     param = start.clone().requires_grad_()
 
+    gemm_threads = torch.get_num_threads()
+
     def loss_and_grad(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         weight = flat[: dim * num_classes].view(dim, num_classes)
-        logits = torch.addmm(flat[dim * num_classes :], x, weight)
+        with _torch_threads(gemm_threads):
+            logits = torch.addmm(flat[dim * num_classes :], x, weight)
         lse = torch.logsumexp(logits, dim=1)
         loss = (lse.sum() - (logits * onehot).sum()) * inv_n + 0.5 * l2 * weight.pow(2).sum()
         resid = torch.exp(logits - lse[:, None]).sub_(onehot).mul_(inv_n)  # dLoss/dlogits
-        grad_w = torch.mm(resid.t(), x).t() + l2 * weight
+        with _torch_threads(gemm_threads):
+            grad_w = torch.mm(resid.t(), x).t() + l2 * weight
         return loss, torch.cat([grad_w.reshape(-1), resid.sum(0)])
 
     opt = torch.optim.LBFGS(
@@ -127,7 +153,8 @@ def fit_softmax_regression(
         param.grad = grad
         return loss
 
-    opt.step(closure)
+    with _torch_threads(vector_threads or gemm_threads):
+        opt.step(closure)
     iterations = opt.state[opt._params[0]].get("n_iter", 0)
     flat = param.detach()
     return SoftmaxRegression(

@@ -40,6 +40,25 @@ def test_fit_matches_sklearn_logistic_regression():
     assert np.abs(p_ours - p_ref).max() < 2e-3
 
 
+def test_vector_ops_on_one_thread_solve_the_same_problem_and_restore_threads():
+    """L-BFGS's vector work on one thread (the default) reaches the same optimum as on all of
+    torch's threads, and the caller's thread count is left as it was."""
+    x, y = _blobs(50, 5, 64, 0.8, seed=3)
+    xs = Standardizer.fit(torch.as_tensor(x))(torch.as_tensor(x))
+    yt = torch.as_tensor(y)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = fit_softmax_regression(xs, yt, 5, 0.05, tol=1e-7)
+        assert torch.get_num_threads() == 2
+        many = fit_softmax_regression(xs, yt, 5, 0.05, tol=1e-7, vector_threads=None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    p_one, p_many = torch.softmax(one.logits(xs), 1), torch.softmax(many.logits(xs), 1)
+    assert float((p_one - p_many).abs().max()) < 1e-4
+
+
 def test_separable_features_reach_full_accuracy():
     x, y = _blobs(60, 6, 16, 0.05, seed=1)
     res = linear_probe(x[:240], y[:240], x[240:], y[240:], 6, [1e-4, 1e-3, 1e-2, 1e-1], seed=0)
