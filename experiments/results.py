@@ -13,6 +13,12 @@ them that varies inside a group to the group's keys, so the tables, figures, fit
 never average runs that differ in how they were evaluated. ``target_split`` is read from
 metrics.json when present (which split protocol the target used, e.g. held-out images of the
 pretraining categories vs held-out categories) and is ``""`` for runs that predate it.
+
+``images`` and ``vocab_size`` are measured by each run (every seed draws and deduplicates its own
+data, so the seeds of one setting differ by a few images or hashtags); the index holds their mean
+over the setting's seeds (:func:`setting_means`) so that the seeds of a setting share one table
+row, one figure point and one fit point, and each run's own value in ``images_run`` /
+``vocab_size_run``.
 """
 
 from __future__ import annotations
@@ -41,7 +47,20 @@ AXES = [
     "loss",
     "seed",
 ]
-PRETRAIN_COLUMNS = ["pretrain_run", *AXES, "images_seen", "pt_loss", "pt_p1", "pt_p5", "pt_wall_s"]
+# Measured per run, so they differ a little between the seeds of one setting (each seed draws its
+# own data, deduplicated); the index holds their mean over the setting's seeds and the run's own
+# value in "<axis>_run", so a table row or a fit's point holds every seed of its setting.
+SEED_MEASURED = ("images", "vocab_size")
+PRETRAIN_COLUMNS = [
+    "pretrain_run",
+    *AXES,
+    *(f"{axis}_run" for axis in SEED_MEASURED),
+    "images_seen",
+    "pt_loss",
+    "pt_p1",
+    "pt_p5",
+    "pt_wall_s",
+]
 TRANSFER_COLUMNS = [
     "transfer_run",
     "init",
@@ -166,7 +185,23 @@ def build_index(runs_dir: str | Path) -> pd.DataFrame:
             rows.append({**_pretrain_row(m), "sweeps": ",".join(sorted(set(sweeps.get(name, []))))})
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.sort_values(["pretrain_run", "transfer_run"], na_position="first", kind="stable")
-    return _tidy(df.reset_index(drop=True))
+    return _tidy(setting_means(df.reset_index(drop=True)))
+
+
+def setting_means(df: pd.DataFrame) -> pd.DataFrame:
+    """:data:`SEED_MEASURED` axes as the mean (rounded) over the pretraining runs of one setting
+    (every axis but these and the seed equal), each run's own value kept in ``<axis>_run``."""
+    df = df.copy()
+    setting = [c for c in AXES if c not in (*SEED_MEASURED, "seed")]
+    pretrained = df["pretrain_run"].notna()
+    keys = pd.Series(list(as_keys(df, setting)[setting].itertuples(index=False)), index=df.index)
+    first = ~df["pretrain_run"].duplicated() & pretrained  # a run with many transfers counts once
+    for axis in SEED_MEASURED:
+        df[f"{axis}_run"] = df[axis]
+        values = pd.to_numeric(df.loc[first, axis], errors="coerce")
+        means = values.groupby(keys[first]).mean().round()
+        df.loc[pretrained, axis] = keys[pretrained].map(means)
+    return df
 
 
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from experiments import reproduce
 from experiments.__main__ import main
@@ -181,7 +183,35 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
     assert "done 12/12" in capsys.readouterr().out
     findings = pd.read_csv(out / "findings.csv").set_index("claim")
     scale = findings.loc["transfer accuracy grows log-linearly with pretraining images"]
-    assert scale["n"] == 3 and scale["ci_lo"] < scale["mean_diff"] < scale["ci_hi"]
-    assert scale["verdict"] in ("agrees", "contradicts", "inconclusive")
+    # the finding and the scale table are the runs' own numbers, recomputed here from the
+    # probes' metrics.json: each scale's images are the mean of its seeds' counts (each seed
+    # deduplicates its own world); per seed the slope of top-1 points per decade of images,
+    # then scipy's 95% t-interval over the 3 seeds
+    probes = [json.loads(p.read_text()) for p in runs.glob("*__*/metrics.json")]
+    assert len(probes) == 6 and all(m["status"] == "complete" for m in probes)
+    rows = pd.DataFrame(
+        {"seed": m["seed"], "scale": m["pretrain_axes"]["scale"], "top1": m["top1"]}
+        | {"images_run": m["pretrain_axes"]["images"]}
+        for m in probes
+    )
+    rows["images"] = rows.groupby("scale")["images_run"].transform("mean").round()
+    assert rows["images_run"].nunique() > 2  # the seeds' counts differ: the means matter
+    slopes = []
+    for _, g in rows.groupby("seed"):
+        assert len(g) == 2
+        small, big = g.sort_values("images").itertuples()
+        slopes.append(100 * (big.top1 - small.top1) / np.log10(big.images / small.images))
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(slopes), scale=stats.sem(slopes))
+    assert scale["n"] == 3
+    assert scale["mean_diff"] == pytest.approx(np.mean(slopes), abs=1e-6)
+    assert (scale["ci_lo"], scale["ci_hi"]) == pytest.approx((lo, hi), abs=1e-6)
+    expected = "inconclusive" if lo <= 0 <= hi else ("agrees" if lo > 0 else "contradicts")
+    assert scale["verdict"] == expected
+    by_images = rows.groupby("images")["top1"]
+    table = pd.read_csv(out / "scale.csv").set_index("images")
+    assert sorted(table.index) == sorted(by_images.groups) and len(table) == 2
+    for images, top1 in by_images:
+        assert table.loc[images, "n"] == 3
+        assert table.loc[images, "mean"] == pytest.approx(top1.mean())
     assert main(argv) == 0
     assert "12 already complete" in capsys.readouterr().out

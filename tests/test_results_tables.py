@@ -378,3 +378,24 @@ def test_tables_rebuilt_from_records_have_the_same_cells(runs, tmp_path):
     values = [100 * acc_of("in1k", 1000.0, s) for s in (0, 1)]
     cell = f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (2)"
     assert f"| in1k | 1k | {cell} |" in (tmp_path / "from_records" / "all.md").read_text()
+
+
+def test_seeds_with_their_own_image_counts_share_one_row(tmp_path):
+    """Each seed draws and deduplicates its own data, so the seeds of one setting measure a few
+    images (and hashtags) apart: they are still one table row, labelled with their mean."""
+    root = tmp_path / "runs"
+    counts = {0: (205, 290), 1: (219, 296), 2: (223, 293)}  # seed -> (images, vocab_size)
+    for seed, (images, vocab_size) in counts.items():
+        pm = pretrain_metrics(f"p{seed}", vocab="in1k", images=images, seed=seed)
+        pm["axes"].update(scale=0.5, vocab_size=vocab_size)
+        write_run(root, pm)
+        write_run(root, transfer_metrics(f"p{seed}__linear", pm, 0.3 + 0.01 * seed, seed))
+    df = results.build_index(root)
+    assert list(df["images"]) == [216.0] * 3  # round(mean(205, 219, 223))
+    assert list(df["vocab_size"]) == [293.0] * 3
+    assert list(df["images_run"]) == [205, 219, 223]
+    assert list(df["vocab_size_run"]) == [290, 296, 293]
+    t = tables.build_table(df, tables.TableSpec(name="t", rows=["vocab", "images"]))
+    assert t.rows == [("in1k", 216)]
+    values = [30.0, 31.0, 32.0]
+    assert t.cells[0] == [f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (3)"]
