@@ -18,8 +18,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  log=$(mktemp "${TMPDIR:-/tmp}/wsl-scale-apt.XXXXXX.log")  # apt's output, shown on failure
+  if ! { $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q \
+      --no-install-recommends "${missing[@]}"; } > "$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "[setup] apt-get failed; the whole log: $log" >&2
+    exit 1
+  fi
 fi
 
 PY=${PYTHON:-python3.11}
@@ -30,7 +35,12 @@ if [ ! -f "$stamp" ]; then
   echo "[setup] installing Python packages into .venv (exact pins: constraints.txt)"
   # pyproject.toml declares ranges; constraints.txt pins every package to the tested version
   # (torch/torchvision included: pip takes them from this machine's disk).
-  .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+  # pip's own output (this machine's index warnings included) goes to a log, shown on failure
+  if ! .venv/bin/pip install -c constraints.txt -e ".[dev]" > .venv/pip-install.log 2>&1; then
+    tail -n 40 .venv/pip-install.log
+    echo "[setup] pip install failed; the whole log: .venv/pip-install.log" >&2
+    exit 1
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -66,13 +66,10 @@ def test_bf16_autocast_forward_backward_tracks_fp32():
 
 @pytest.mark.slow
 def test_torch_compile_of_a_tiny_model_matches_eager():
-    net = _tiny().eval()
-    images, _ = _batch()
-    x = normalize_images(images)
+    """The training step bench gpu compiles (train mode, forward and backward): the compiled
+    loss and every gradient equal eager's. One compilation: inductor on the CPU takes a minute."""
+    net = _tiny().train()
     compiled = torch.compile(net)
-    with torch.no_grad():
-        torch.testing.assert_close(compiled(x), net(x), atol=1e-4, rtol=1e-4)
-    net.train()
     images, labels = _batch()
     eager_loss, eager_grads = None, None
     for model in (net, compiled):

@@ -50,9 +50,7 @@ def test_reduced_quickstart_writes_table_and_figure(tmp_path, capsys):
     assert len(gains) == 4  # 2 pretrained networks x 2 targets
     for m in metrics:
         if m["pretrain_run"] == "pretrain-hashtag":
-            base = next(
-                b for b in metrics if b["init"] == "random" and b["target"] == m["target"]
-            )
+            base = next(b for b in metrics if b["init"] == "random" and b["target"] == m["target"])
             row = gains[(gains["target"] == m["target"]) & gains["network"].str.startswith("sqrt")]
             assert row["gain"].item() == pytest.approx(100 * (m["top1"] - base["top1"]))
     assert "quickstart finished" in out
