@@ -4,7 +4,10 @@ A spec names a base run config and the axes to vary. Expansion is a pure functio
 the ``zip`` axes move together (row ``i`` of every list), that zipped list is crossed with the
 ``grid`` product and then with ``seeds``. Every point becomes one pretraining run named from its
 values (``rx101-32x8d_data-35M_vocab-17k_samp-sqrt_noise-0_seed-0``), followed by one transfer
-run per entry of ``transfers`` with ``pretrained=<that run dir>``.
+run per entry of ``transfers`` with ``pretrained=<that run dir>``. Each entry of ``baselines``
+is a transfer of a seeded random-init network (``pretrained=``), one per seed, named
+``random-<model>__<label>_seed-<s>`` from the transfer config's model; it runs after the first
+pretraining run of its seed, so a sweep carries the baseline its findings compare with.
 
 Names are a function of the values only, so two sweeps that share a point share its run
 directory, and a results table can be read from the names alone.
@@ -82,6 +85,7 @@ class SweepSpec:
     zip: dict[str, list[Any]] = field(default_factory=dict)  # key -> equal-length lists
     seeds: list[int] = field(default_factory=lambda: [0])
     transfers: list[TransferSpec] = field(default_factory=list)
+    baselines: list[TransferSpec] = field(default_factory=list)  # random init, once per seed
     runs_dir: str = ""  # "" = the base config's runs_dir
     name_keys: list[str] = field(default_factory=lambda: list(DEFAULT_NAME_KEYS))
     prefixes: dict[str, str] = field(default_factory=dict)  # key -> short prefix
@@ -143,10 +147,11 @@ def load_spec(path: str | Path) -> SweepSpec:
             f"{path}: a sweep needs `base:` (a run config, e.g. configs/pretrain/tiny_cpu.yaml)"
         )
     spec.base = resolve_path(spec.base, path.parent)
-    for tr in spec.transfers:
-        if not tr.config:
-            raise UserInputError(f"{path}: every entry of `transfers:` needs `config:`")
-        tr.config = resolve_path(tr.config, path.parent)
+    for section in ("transfers", "baselines"):
+        for tr in getattr(spec, section):
+            if not tr.config:
+                raise UserInputError(f"{path}: every entry of `{section}:` needs `config:`")
+            tr.config = resolve_path(tr.config, path.parent)
     validate_spec(spec, where=str(path))
     return spec
 
@@ -168,7 +173,8 @@ def validate_spec(spec: SweepSpec, where: str = "sweep") -> None:
         detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
         raise UserInputError(f"{where}: zip lists must have equal lengths, got {detail}")
     labels = [tr.label or Path(tr.config).stem for tr in spec.transfers]
-    if len(set(labels)) != len(labels):
+    baseline_labels = [tr.label or Path(tr.config).stem for tr in spec.baselines]
+    if len(set(labels)) != len(labels) or len(set(baseline_labels)) != len(baseline_labels):
         raise UserInputError(
             f"{where}: two transfers share the label {labels}; give each a distinct `label:`"
         )
@@ -316,6 +322,7 @@ def expand(
     """
     swept = [*spec.zip, *spec.grid, "seed"]
     runs: list[PlannedRun] = []
+    baseline_seeds: set[int] = set()
     for axes, zi in points(spec):
         overrides = [*spec.overrides, *extra_overrides, *(_dot(k, v) for k, v in axes.items())]
         cfg = load_config(spec.base, overrides)
@@ -340,6 +347,9 @@ def expand(
                     ),
                 )
             )
+        if axes["seed"] not in baseline_seeds:  # the first run of its seed carries the baselines
+            baseline_seeds.add(axes["seed"])
+            transfers += _baselines(spec, axes["seed"], out_dir, transfer_overrides)
         runs.append(PlannedRun(name, axes, zi, spec.base, full, out_dir, tuple(transfers)))
     seen: dict[str, dict] = {}
     for run in runs:
@@ -350,3 +360,17 @@ def expand(
             )
         seen[run.name] = run.axes
     return runs
+
+
+def _baselines(
+    spec: SweepSpec, seed: int, out_dir: str, transfer_overrides: list[str] | tuple[str, ...]
+) -> list[PlannedTransfer]:
+    """The random-init transfers of one seed (``baselines:``), named from their own model."""
+    out = []
+    for tr in spec.baselines:
+        overrides = [*tr.overrides, *transfer_overrides, f"seed={seed}", "pretrained="]
+        model = load_config(tr.config, overrides).model.name
+        name = f"random-{model}__{tr.label or Path(tr.config).stem}_seed-{seed}"
+        full = (*overrides, f"name={name}", f"runs_dir={out_dir}")
+        out.append(PlannedTransfer(name=name, config=tr.config, overrides=full))
+    return out

@@ -192,3 +192,27 @@ def test_findings_sweeps_restrict_a_claim_and_markdown_has_a_row_per_claim(recor
     assert all(f"| {c.claim} |" in md for c in findings.CLAIMS)
     with pytest.raises(UserInputError, match="unknown claims"):
         findings.findings_table(df, sweeps={"sampling": "sampling_mini"})
+
+
+def test_baseline_claim_pairs_the_largest_scale_with_the_recalibrated_random_net():
+    """hashtag-pretrained (largest scale) minus random init of the same seed and probe; the
+    random rows with re-estimated BN are the baseline when they exist, other scales and other
+    probes are not paired."""
+    rows, gains = [], [12.0, 10.0, 14.0]
+    for seed, gain in enumerate(gains):
+        random_top1 = 0.30 + 0.01 * seed
+        rows.append(record(seed, random_top1 + gain / 100, scale=1.0, features="all"))
+        rows.append(record(seed, random_top1, scale=0.25, features="all"))  # smaller scale
+        for bn, acc in ((True, random_top1), (False, random_top1 - 0.2)):  # weaker: not used
+            rows.append(
+                record(seed, acc, init="random", features="all", bn_recalibrate=bn, scale=None)
+            )
+        rows.append(record(seed, 0.9, scale=1.0, features="last"))  # another probe, no baseline
+    table = findings.findings_table(index(rows))
+    row = row_of(table, "baseline", evaluated_on="features=all")
+    mean, sd = sum(gains) / 3, stats.tstd(gains)
+    assert row["n"] == 3 and row["mean_diff"] == pytest.approx(mean)
+    assert (row["ci_lo"], row["ci_hi"]) == pytest.approx((mean - T2 * sd, mean + T2 * sd))
+    assert row["verdict"] == "agrees"
+    last = table[(table["claim"] == row["claim"]) & table["evaluated_on"].str.contains("last")]
+    assert last.empty  # no random-init run with that probe: nothing to pair

@@ -361,3 +361,38 @@ def test_shipped_sweeps_expand(path):
     runs = expand(spec, ["data.manifest=/data/manifest.jsonl"])
     assert len({r.name for r in runs}) == len(runs) >= 2
     assert all(len(r.transfers) == len(spec.transfers) >= 1 for r in runs)
+
+
+def test_baselines_run_once_per_seed_after_that_seeds_first_run(tmp_path, configs):
+    """`baselines:` adds one random-init transfer per seed (pretrained= empty, the transfer
+    config's model in its name), carried by the first pretraining run of that seed."""
+    spec_path = spec_file(
+        tmp_path,
+        configs,
+        """
+grid:
+  data.scale: [0.5, 1.0]
+seeds: [0, 1]
+transfers:
+  - config: linear.yaml
+baselines:
+  - config: linear.yaml
+    label: lin-bn
+    overrides: [transfer.bn_recalibrate=true]
+""",
+    )
+    runs = expand(load_spec(spec_path))
+    carried = {
+        r.name.replace("_samp-sqrt_noise-0", ""): [t.name for t in r.transfers[1:]] for r in runs
+    }
+    assert carried == {
+        "rx-tiny_data-50pct_vocab-wordnet_seed-0": ["random-rx-tiny__lin-bn_seed-0"],
+        "rx-tiny_data-50pct_vocab-wordnet_seed-1": ["random-rx-tiny__lin-bn_seed-1"],
+        "rx-tiny_data-100pct_vocab-wordnet_seed-0": [],
+        "rx-tiny_data-100pct_vocab-wordnet_seed-1": [],
+    }
+    baseline = runs[1].transfers[1]
+    cfg = load_config(baseline.config, list(baseline.overrides))
+    assert cfg.transfer.pretrained == "" and cfg.transfer.bn_recalibrate is True
+    assert cfg.seed == 1 and cfg.name == "random-rx-tiny__lin-bn_seed-1"
+    assert cfg.runs_dir == str(configs["runs"])
