@@ -16,7 +16,10 @@ of its inputs, so changing ``data.scale`` re-runs only the write stage, and chan
 renamed when complete: a folder with its final name is complete. The scan stage can be split
 into shards (``open_source(cfg, shard=i, num_shards=N)``) run by a process pool on one machine or
 as a submitit job array (``launcher="local"`` runs submitit's LocalExecutor, ``"slurm"`` a SLURM
-array); per-shard tag counts are merged, so the corpus never has to fit one process.
+array); per-shard tag counts are merged, so the corpus never has to fit one process. The
+write stage writes its .beton files (``data.shard_size`` > 0 makes several train shards) in
+parallel through the same launcher, each file in a process of its own, resumably
+(``datamodules.shards``): the manifest lists every shard with its count and checksum.
 
 Layout under ``<data.cache_dir>/prepared/``: ``stages/{scan,vocab,dedup}-<key>/`` and the
 prepared folders ``<source>-<key>/`` (see docs/CONTRACTS.md for manifest.json).
@@ -24,12 +27,10 @@ prepared folders ``<source>-<key>/`` (see docs/CONTRACTS.md for manifest.json).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -44,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from datamodules import dedup, hashtags, sources, subsets
+from datamodules import dedup, hashtags, shards, sources, subsets
 from datamodules.errors import UserInputError
+from datamodules.launch import LAUNCHERS
 from datamodules.provenance import package_versions, provenance
 from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
 
@@ -85,7 +87,6 @@ DEFAULT_DEDUP_TARGETS = {
     "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
     "manifest": (),
 }
-LAUNCHERS = ("process", "local", "slurm")
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,39 +227,19 @@ def _run_shards(
         # open shard 0 here first: a source with a one-off build step (OpenClipart rasterizes
         # every SVG into its cache, with all cores) does it once, not once per shard process
         opener(data_cfg, shard=0, num_shards=num_shards)
-    bar = tqdm(total=num_shards, desc="scan shards", disable=not progress, unit="shard")
-    if launcher == "process":
-        workers = min(num_shards, int(options.get("workers") or os.cpu_count() or 1))
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(scan_shard, *a, False, opener) for a in args]
-            for fut in concurrent.futures.as_completed(futures):
-                fut.result()
-                bar.update()
-    else:
-        import submitit
+    from datamodules.launch import run_each
 
-        folder = out_dir.parent / f"{out_dir.name}.submitit"
-        if launcher == "local":
-            executor = submitit.LocalExecutor(folder=str(folder))
-            executor.update_parameters(timeout_min=int(options.get("timeout_min", 60)))
-        else:
-            executor = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-            params = {
-                "timeout_min": int(options.get("timeout_min", 240)),
-                "cpus_per_task": int(options.get("cpus_per_task", 4)),
-                "slurm_array_parallelism": int(options.get("array_parallelism", 256)),
-            }
-            if options.get("partition"):
-                params["slurm_partition"] = options["partition"]
-            executor.update_parameters(**params)
-        cols = list(zip(*args))
-        jobs = executor.map_array(scan_shard, *cols, [False] * num_shards, [opener] * num_shards)
-        for job in jobs:
-            job.result()  # raises submitit.core.utils.FailedJobError with the job's traceback
-            bar.update()
-        shutil.rmtree(folder, ignore_errors=True)
-    bar.close()
+    calls = [(*a, False, opener) for a in args]
+    folder = out_dir.parent / f"{out_dir.name}.submitit"
+    run_each(
+        scan_shard,
+        calls,
+        launcher=launcher,
+        options=options,
+        folder=folder,
+        desc="scan shards",
+        progress=progress,
+    )
 
 
 def build_scan_stage(
@@ -500,28 +481,6 @@ class SourceItems:
         return rgb, self.labels[i], self.sample_ids[i]
 
 
-def write_files(jobs: Sequence[tuple[str, SourceItems]], data_cfg: Any, progress: bool) -> dict:
-    """Write hashtag .beton files, one per ``(path, items)`` job; stats per file name.
-
-    Runs in a fresh process (FFCV's writer forks): one process for all files of a prepare, so
-    the import and numba start-up are paid once.
-    """
-    from datamodules.ffcv_store import write_hashtag_beton
-
-    stats = {}
-    for path, items in tqdm(jobs, desc="write .beton", disable=not progress, unit="file"):
-        stats[Path(path).name] = write_hashtag_beton(
-            path,
-            items.open(),
-            max_labels=int(data_cfg.max_labels),
-            max_resolution=int(data_cfg.image_size),
-            jpeg_quality=int(data_cfg.jpeg_quality),
-            write_mode=data_cfg.write_mode,
-            num_workers=0,
-        )
-    return stats
-
-
 def _dpkg_version(package: str) -> str | None:
     try:
         out = subprocess.run(
@@ -554,6 +513,8 @@ def _build_prepared(
     stages: dict[str, dict],
     out: Path,
     progress: bool,
+    launcher: str = "process",
+    options: dict | None = None,
 ) -> None:
     started = time.perf_counter()
     scan_dir, vocab_dir, dedup_dir = dirs["scan"], dirs["vocab"], dirs["dedup"]
@@ -598,9 +559,10 @@ def _build_prepared(
         writes.append((f"train-{f:03d}.beton", part, f * per_shard))
     if val_rows:
         writes.append(("val.beton", val_rows, len(train_rows)))
+    vocab = hashtags.Vocabulary.load(out / "vocab.tsv")
     jobs = [
         (
-            str(out / name),
+            name,
             SourceItems(
                 data_cfg,
                 num_shards,
@@ -611,11 +573,24 @@ def _build_prepared(
         )
         for name, part, first in writes
     ]
-    from datamodules.ffcv_store import run_in_fresh_process
+    # a staging folder that outlives a failed write: a rerun writes only the missing shards
+    staging = out.parent / f".{dirs['final'].name}.shards"
+    records, _ = shards.write_shards(
+        jobs,
+        data_cfg,
+        vocab.sha256,
+        staging=staging,
+        launcher=launcher,
+        options=options,
+        progress=progress,
+    )
+    for name, _ in jobs:
+        os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    write_stats = {
+        name: {k: v for k, v in rec.items() if k != "vocab_sha256"} for name, rec in records.items()
+    }
 
-    write_stats = run_in_fresh_process(write_files, jobs, data_cfg, progress)
-
-    vocab = hashtags.Vocabulary.load(out / "vocab.tsv")
     hashtag_counts = np.zeros(len(vocab), np.int64)
     for k in train_rows:
         hashtag_counts[labels[k][:width]] += 1
@@ -639,9 +614,11 @@ def _build_prepared(
     }
     manifest = {
         "train": [
-            {"file": name, "count": len(part)} for name, part, _ in writes if name != "val.beton"
+            shards.manifest_entry(records[name]) for name, _, _ in writes if name != "val.beton"
         ],
-        "val": {"file": "val.beton" if val_rows else "", "count": len(val_rows)},
+        "val": (
+            shards.manifest_entry(records["val.beton"]) if val_rows else {"file": "", "count": 0}
+        ),
         "num_train": len(train_rows),
         "max_labels": width,
         "vocab_size": len(vocab),
@@ -740,7 +717,8 @@ def ensure_prepared(
     stage("dedup", lambda out: _build_dedup(data_cfg, seed, scan_dir, out, progress))
     stages["write"] = {"key": final.name, "reused": False, "seconds": 0.0}
     _build_atomically(
-        final, lambda out: _build_prepared(data_cfg, seed, plan, stages, out, progress)
+        final,
+        lambda out: _build_prepared(data_cfg, seed, plan, stages, out, progress, launcher, options),
     )
     _log(final.parent / "stage_log.jsonl", "write", final.name, False, stages["write"]["seconds"])
     if progress if summary is None else summary:

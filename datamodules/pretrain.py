@@ -19,6 +19,14 @@ command with one seed and thread count see identical batches.
 Loaders are built once per run (a new FFCV Loader spends ~10 s compiling) and reused across
 epochs: the custom traversal order hands FFCV each epoch's draws when it asks.
 
+Shards. A prepared folder may hold several train shards (``data.shard_size``); they are
+checked against ``manifest.json`` (:func:`datamodules.shards.check_train_shards`) and read by
+one FFCV Loader as one dataset (:mod:`datamodules.ffcv_shards`: the files mapped back to back,
+compiled once), shard after shard in sample-id order, so global row r is sample id r. The
+resampling, the rank split, the resume position and the crop/flip keys all work on that global
+index, exactly as with one shard: a one-shard and a many-shard preparation of the same data give
+the same draws, batches and crops.
+
 Mid-epoch resume. :meth:`state_dict` returns ``{"epoch", "batches_done"}`` (batches whose
 training step ran, from the trainer's own progress counter when a trainer is attached);
 Lightning stores it in every checkpoint under the class name and calls :meth:`load_state_dict`
@@ -79,6 +87,8 @@ def make_resampled_order(sampler: EpochSampler, rank: int, world_size: int):
 
         def sample_order(self, epoch: int) -> np.ndarray:
             order = shard_for_rank(self.epoch_sampler.indices(epoch), self.rank, self.world_size)
+            if self.loader.drop_last:  # FFCV drops the partial batch only of a whole epoch
+                order = order[: len(order) // self.loader.batch_size * self.loader.batch_size]
             return order[self.skip.get(epoch, 0) :]
 
     return ResampledOrder()
@@ -195,13 +205,11 @@ class HashtagDataModule(L.LightningDataModule):
             return
         folder = self._resolve_prepared_dir()
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        train = manifest["train"]
-        if len(train) != 1:
-            raise UserInputError(
-                f"{folder} has {len(train)} train shards; HashtagDataModule reads one .beton "
-                "(prepare with data.shard_size=0)"
-            )
-        self.train_path = folder / train[0]["file"]
+        from datamodules.shards import check_train_shards
+
+        full = bool(getattr(self.data_cfg, "verify_checksums", False))
+        self.train_paths = check_train_shards(folder, manifest, full=full)
+        self.train_path = self.train_paths[0]  # the first shard (one-shard callers)
         self.val_path = folder / manifest["val"]["file"]
         self.num_train = int(manifest["num_train"])
         self.num_val = int(manifest["val"]["count"])
@@ -229,7 +237,8 @@ class HashtagDataModule(L.LightningDataModule):
     def _label_chunks(self):
         from datamodules.ffcv_store import iter_label_chunks
 
-        return iter_label_chunks(self.train_path)
+        for path in self.train_paths:  # sample-id order: shard s starts where s - 1 ended
+            yield from iter_label_chunks(path)
 
     def _build_sampler(self) -> None:
         """Weights from the labels stored in the train .beton (the exact rows the loader
@@ -270,11 +279,11 @@ class HashtagDataModule(L.LightningDataModule):
             return torch.device("cpu"), 0, 1
         return trainer.strategy.root_device, int(trainer.global_rank), int(trainer.world_size)
 
-    def _loader(self, path: Path, pipelines: dict, order, *, train: bool, world: int):
-        from ffcv.loader import Loader
+    def _loader(self, paths: list[Path], pipelines: dict, order, *, train: bool, world: int):
+        from datamodules.ffcv_shards import sharded_loader
 
-        return Loader(
-            str(path),
+        return sharded_loader(
+            paths,
             batch_size=int(self.data_cfg.batch_size),
             num_workers=int(self.data_cfg.num_workers),
             order=order,
@@ -295,7 +304,7 @@ class HashtagDataModule(L.LightningDataModule):
             device, rank, world = self._placement()
             order = make_resampled_order(self.sampler, rank, world)
             key = EpochKey(self.seed)
-            pipelines = {  # one train shard: row r holds sample_id r
+            pipelines = {  # the shards' rows in order: global row r holds sample_id r
                 "image": train_image_pipeline(
                     self.data_cfg.resolution, device, self.data_cfg.crop_min_scale, key=key
                 ),
@@ -303,7 +312,7 @@ class HashtagDataModule(L.LightningDataModule):
                 "num_labels": None,
                 "sample_id": int_pipeline(),
             }
-            loader = self._loader(self.train_path, pipelines, order, train=True, world=world)
+            loader = self._loader(self.train_paths, pipelines, order, train=True, world=world)
             if len(loader) == 0:
                 raise UserInputError(
                     f"{self.num_train} training images over {world} rank(s) make no full batch "
@@ -327,7 +336,7 @@ class HashtagDataModule(L.LightningDataModule):
                 "sample_id": int_pipeline(),
             }
             loader = self._loader(
-                self.val_path, pipelines, OrderOption.SEQUENTIAL, train=False, world=world
+                [self.val_path], pipelines, OrderOption.SEQUENTIAL, train=False, world=world
             )
             self._val = HashtagBatches(self, loader, train=False)
         return self._val

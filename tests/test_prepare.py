@@ -166,7 +166,8 @@ def test_end_to_end_with_broken_inputs_and_stage_reuse(corpus, tmp_path, fake_so
     ]
     assert s["train"] + s["val"] == NUM_GOOD - 2 == s["kept"]
     assert m["num_train"] == s["train"] == sum(t["count"] for t in m["train"])
-    assert m["val"] == {"file": "val.beton", "count": s["val"]} and s["val"] > 0
+    assert (m["val"]["file"], m["val"]["count"]) == ("val.beton", s["val"]) and s["val"] > 0
+    assert m["val"]["bytes"] == (out / "val.beton").stat().st_size
 
     # --- the written rows: sample ids index ids.txt, labels are the vocabulary's (truncated)
     ids = (out / "ids.txt").read_text().split()
