@@ -69,6 +69,8 @@ SCAN_FIELDS = (
     "holdout_fraction",
     "holdout_categories",
 )
+# source=webdataset only (other sources' keys stay as they were)
+WEBDATASET_FIELDS = ("webdataset", "webdataset_tags_field", "webdataset_caption_field")
 VOCAB_FIELDS = (
     "vocab",
     "top_k",
@@ -86,6 +88,7 @@ DEFAULT_DEDUP_TARGETS = {
     "openclipart": ("openclipart_images", "openclipart_categories"),
     "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
     "manifest": (),
+    "webdataset": (),
 }
 
 
@@ -109,8 +112,8 @@ def stage_key(data_cfg: Any, fields: Sequence[str], *parts: Any) -> str:
 
 
 def _source_fingerprint(data_cfg: Any) -> dict:
-    """What identifies the raw input beyond the config: the manifest file's size and mtime, the
-    OpenClipart package version."""
+    """What identifies the raw input beyond the config: the manifest file's (or each tar's) size
+    and mtime, the OpenClipart package version."""
     if data_cfg.source == "manifest" and data_cfg.manifest:
         path = Path(data_cfg.manifest).expanduser()
         if not path.is_file():
@@ -121,7 +124,16 @@ def _source_fingerprint(data_cfg: Any) -> dict:
         return {"manifest": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     if data_cfg.source == "openclipart":
         return {"openclipart-svg": _dpkg_version("openclipart-svg")}
+    if data_cfg.source == "webdataset":
+        from datamodules.sources.webdataset import tar_paths
+
+        return {"tars": [[p, *_size_mtime(p)] for p in tar_paths(data_cfg.webdataset)]}
     return {}
+
+
+def _size_mtime(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def _build_atomically(final: Path, build: Callable[[Path], None]) -> None:
@@ -642,7 +654,8 @@ def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
 
 def _plan(data_cfg: Any, seed: int) -> dict:
     root = Path(data_cfg.cache_dir).expanduser() / "prepared"
-    scan_key = stage_key(data_cfg, SCAN_FIELDS, _source_fingerprint(data_cfg))
+    scan_fields = SCAN_FIELDS + (WEBDATASET_FIELDS if data_cfg.source == "webdataset" else ())
+    scan_key = stage_key(data_cfg, scan_fields, _source_fingerprint(data_cfg))
     vocab_key = stage_key(data_cfg, VOCAB_FIELDS, scan_key, hashtags.CATEGORY_NAME_RULE)
     dedup_key = stage_key(data_cfg, DEDUP_FIELDS, scan_key, seed, dedup.MAX_THUMB_MAD)
     final_key = stage_key(data_cfg, WRITE_FIELDS, vocab_key, dedup_key, seed)

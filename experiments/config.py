@@ -88,8 +88,15 @@ class DataConfig:
     """Where tagged images come from, how tags become labels, and how batches are drawn."""
 
     # --- source -----------------------------------------------------------------------------
-    source: str = "openclipart"  # openclipart | synthetic | manifest
+    source: str = "openclipart"  # openclipart | synthetic | manifest | webdataset
     manifest: str = ""  # source=manifest: path to a .jsonl / .csv / .parquet file
+    # source=webdataset: img2dataset-style tar shards (NNNNN.jpg + NNNNN.json and/or .txt):
+    # one .tar, a brace-expanded list (/data/{00000..00031}.tar) or a folder of .tar files
+    webdataset: str = ""
+    webdataset_tags_field: str = "tags"  # .json field with the tags (a list or "a|b" string)
+    # .json field with a caption whose #hashtags become tags ("" = none); a .txt member is a
+    # caption too
+    webdataset_caption_field: str = "caption"
     image_size: int = 64  # px: rasterization (openclipart) or render size (synthetic)
     num_images: int = 20000  # source=synthetic: images in the corpus (any number)
     synthetic_concepts: int = 300  # source=synthetic: WordNet synsets that appear in images
@@ -120,7 +127,10 @@ class DataConfig:
     val_fraction: float = 0.05  # share of the pretraining set held out for precision@k
     jpeg_quality: int = 90
     write_mode: str = "jpg"  # FFCV RGBImageField write mode: jpg | raw | smart
-    shard_size: int = 0  # images per .beton shard (0 = one shard)
+    shard_size: int = 0  # images per train .beton shard (0 = one shard); written in parallel
+    # reading: recompute every train shard's checksum against manifest.json (reads every byte;
+    # sizes, image counts and the vocabulary are always checked)
+    verify_checksums: bool = False
     # --- loading ------------------------------------------------------------------------------
     resolution: int = 64  # crop size fed to the network
     crop_min_scale: float = 0.08  # RandomResizedCrop's smallest area share (ImageNet: 0.08)
@@ -247,7 +257,7 @@ class RunConfig:
 
 # String knobs with a closed set of values; checked after composition.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.source": ("openclipart", "synthetic", "manifest"),
+    "data.source": ("openclipart", "synthetic", "manifest", "webdataset"),
     "data.vocab": ("in1k", "wordnet", "raw"),
     "data.ambiguity": ("first_sense", "drop"),
     "data.write_mode": ("jpg", "raw", "smart"),

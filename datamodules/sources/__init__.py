@@ -2,7 +2,7 @@
 
 ``open_source(data_cfg, shard, num_shards)`` returns the pretraining pool of ``data_cfg.source``
 (``openclipart``: the non-held-out images; ``synthetic``: a lazy corpus of ``num_images``;
-``manifest``: the user's file) as an indexable, sized sequence of :class:`TaggedImage`.
+``manifest``: the user's file; ``webdataset``: img2dataset-style tar shards) as an indexable, sized sequence of :class:`TaggedImage`.
 ``load_target(name, ...)`` returns a :class:`TargetDataset`.
 """
 
@@ -18,7 +18,7 @@ from datamodules.sources.targets import TARGETS, TargetDataset, load_target
 if TYPE_CHECKING:
     from experiments.config import DataConfig
 
-SOURCES = ("openclipart", "synthetic", "manifest")
+SOURCES = ("openclipart", "synthetic", "manifest", "webdataset")
 # The synthetic corpus is a dataset, not a run: runs with different `seed` values (init,
 # sampling) see the same images. Target tasks use other random streams (no overlap).
 SYNTHETIC_CORPUS_SEED = 0
@@ -28,7 +28,8 @@ def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Se
     """The pretraining records of ``data_cfg.source`` for shard ``shard`` of ``num_shards``.
 
     Shards are disjoint and together cover the corpus: by a stable hash of the source id
-    (OpenClipart, manifest) or by index modulo ``num_shards`` (synthetic, never enumerated).
+    (OpenClipart, manifest), by index modulo ``num_shards`` (synthetic, never enumerated) or by
+    tar file (webdataset: shard s reads tars s, s + num_shards, ...).
     """
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise UserInputError(f"shard {shard} of {num_shards}: need 0 <= shard < num_shards")
@@ -60,6 +61,10 @@ def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Se
         from datamodules.sources.manifest import open_manifest
 
         return open_manifest(data_cfg.manifest, shard, num_shards)
+    if source == "webdataset":
+        from datamodules.sources.webdataset import open_webdataset
+
+        return open_webdataset(data_cfg, shard, num_shards)
     raise UserInputError(f"unknown data.source '{source}'; choose one of {', '.join(SOURCES)}")
 
 

@@ -1,12 +1,14 @@
 """Source records: one tagged image, and decoding it to RGB pixels.
 
 Every source (OpenClipart, the synthetic world, a user manifest) yields :class:`TaggedImage`
-records. A record carries either a path to an encoded file (decoded lazily by :func:`load_rgb`)
-or the decoded pixels themselves (the synthetic world renders on access).
+records. A record carries either a path to an encoded file (decoded lazily by :func:`load_rgb`),
+the encoded bytes themselves (a member of a WebDataset tar), or the decoded pixels (the
+synthetic world renders on access).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ class TaggedImage:
 
     ``source_id`` is stable across runs (``"openclipart:animals/cat_01"``): hashing it decides
     shards and the held-out split. ``tags`` are raw, as written (normalization happens in the
-    vocabulary stage). Exactly one of ``path`` / ``pixels`` is normally set.
+    vocabulary stage). Exactly one of ``path`` / ``pixels`` / ``data`` is normally set.
     """
 
     source_id: str
@@ -31,6 +33,7 @@ class TaggedImage:
     category: str | None = None
     path: str | None = None
     pixels: np.ndarray | None = None
+    data: bytes | None = None  # an encoded image in memory (JPEG/PNG/... bytes)
 
 
 class CorruptImage(Exception):
@@ -65,6 +68,27 @@ def _as_rgb_uint8(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
+def _decode(fp, where: str) -> np.ndarray:
+    with Image.open(fp) as img:
+        img.load()  # raises OSError on truncated data
+        if img.width == 0 or img.height == 0:
+            raise CorruptImage(f"{where}: zero-size image")
+        if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(canvas, rgba)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _decoding(fp, where: str) -> np.ndarray:
+    try:
+        return _decode(fp, where)
+    except UnidentifiedImageError:
+        raise CorruptImage(f"{where}: not an image file (unknown format)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImage(f"{where}: cannot decode: {exc}") from None
+
+
 def decode_file(path: str | Path) -> np.ndarray:
     """Decode an image file to RGB uint8 HxWx3; :class:`CorruptImage` with the reason on failure.
 
@@ -74,21 +98,16 @@ def decode_file(path: str | Path) -> np.ndarray:
     try:
         if path.stat().st_size == 0:
             raise CorruptImage(f"{path}: zero-size file")
-        with Image.open(path) as img:
-            img.load()  # raises OSError on truncated data
-            if img.width == 0 or img.height == 0:
-                raise CorruptImage(f"{path}: zero-size image")
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(canvas, rgba)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise CorruptImage(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise CorruptImage(f"{path}: not an image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise CorruptImage(f"{path}: cannot decode: {exc}") from None
+    return _decoding(path, str(path))
+
+
+def decode_bytes(data: bytes, where: str) -> np.ndarray:
+    """:func:`decode_file` for an encoded image held in memory (``where`` names it)."""
+    if not data:
+        raise CorruptImage(f"{where}: zero-size image data")
+    return _decoding(io.BytesIO(data), where)
 
 
 def load_rgb(rec: TaggedImage, size: int | None = None) -> np.ndarray:
@@ -102,6 +121,8 @@ def load_rgb(rec: TaggedImage, size: int | None = None) -> np.ndarray:
         rgb = _as_rgb_uint8(np.asarray(rec.pixels), rec.source_id)
     elif rec.path is not None:
         rgb = decode_file(rec.path)
+    elif rec.data is not None:
+        rgb = decode_bytes(rec.data, rec.source_id)
     else:
         raise CorruptImage(f"{rec.source_id}: record has neither a path nor pixels")
     return resize_rgb(rgb, size) if size is not None else rgb
