@@ -36,13 +36,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def json_bytes(obj: Any) -> bytes:
-    """Canonical JSON: sorted keys, 2-space indent, trailing newline (byte-stable output)."""
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+def json_bytes(obj: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Canonical JSON: sorted keys, 2-space indent, UTF-8, trailing newline (byte-stable output).
+    ``default`` as :func:`json.dumps`'s: what to write for an object JSON has no type for (run
+    records pass ``str``, so a path is written as its text; ``None``: such an object raises)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=default)
+    return (text + "\n").encode("utf-8")
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_bytes(path, json_bytes(obj))
+def atomic_write_json(
+    path: str | os.PathLike, obj: Any, default: Callable[[Any], Any] | None = None
+) -> Path:
+    """``obj`` as canonical JSON (:func:`json_bytes`), written atomically: the one JSON writer."""
+    return atomic_write_bytes(path, json_bytes(obj, default))
 
 
 def iter_jsonl(

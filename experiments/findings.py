@@ -38,23 +38,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from datamodules.axes import COLUMNS as AXIS_COLUMNS
 from datamodules.errors import UserInputError
 from experiments.results import TRANSFER_SETTINGS, as_keys, in_sweep
 
-# Setup columns that identify a pretraining recipe (seeds are matched separately).
-SETUP = [
-    "source",
-    "scale",
-    "vocab",
-    "vocab_size",
-    "sampling",
-    "sampling_combine",
-    "label_noise",
-    "model",
-    "width_per_group",
-    "loss",
-    "images_seen",
-]
+# Setup columns that identify a pretraining recipe: the paper's axes (datamodules.axes) but the
+# seed (seeds are matched separately) and images (the measured size of the scale axis), plus the
+# pretraining budget.
+SETUP = [*(c for c in AXIS_COLUMNS if c not in ("images", "seed")), "images_seen"]
 SEEDS = ["seed", "transfer_seed"]
 LEVEL = 0.95
 MISSING = "—"

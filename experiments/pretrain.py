@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datamodules.axes import NAME_PREFIXES, axes_from_config
 from datamodules.errors import UserInputError
 from experiments import console, resume
 from experiments.cli import add_config_arguments, config_from_args
@@ -45,19 +46,25 @@ def default_run_name(cfg: RunConfig) -> str:
     """A name that reads as the run's axes, e.g. ``rx-tiny_synthetic-1-wordnet_samp-sqrt_noise-0_seed-0``."""
     d = cfg.data
     vocab = d.vocab + (f"{d.top_k}" if d.top_k else "")
-    name = (
-        f"{cfg.model.name}_{d.source}-{_fmt_number(d.scale)}-{vocab}"
-        f"_samp-{d.sampling}_noise-{_fmt_number(d.label_noise)}_seed-{cfg.seed}"
-    )
+    parts = [
+        cfg.model.name,
+        f"{d.source}-{_fmt_number(d.scale)}-{vocab}",
+        _named("data.sampling", d.sampling),
+        _named("data.label_noise", _fmt_number(d.label_noise)),
+        _named("seed", cfg.seed),
+    ]
     if cfg.model.loss != "softmax":
-        name += f"_loss-{cfg.model.loss}"
-    return name
+        parts.append(_named("model.loss", cfg.model.loss))
+    return "_".join(parts)
+
+
+def _named(key: str, value: Any) -> str:
+    """``<prefix>-<value>``, the axis's run-name prefix (:data:`datamodules.axes.NAME_PREFIXES`)."""
+    return f"{NAME_PREFIXES[key]}-{value}"
 
 
 def axes(cfg: RunConfig, datamodule: Any) -> dict:
     """The paper's axes of a pretraining run, as metrics.json records them."""
-    from lightning_modules.checkpoints import axes_from_config
-
     images = int(getattr(datamodule, "num_train", 0) or 0)
     return axes_from_config(to_dict(cfg), int(datamodule.vocab_size), images)
 

@@ -30,27 +30,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datamodules.axes import COLUMNS as AXIS_COLUMNS
+from datamodules.axes import MEASURED
 from datamodules.errors import UserInputError
 from experiments.rundir import METRICS_FILE, atomic_write_text, read_json
 
-AXES = [
-    "source",
-    "images",
-    "scale",
-    "vocab",
-    "vocab_size",
-    "sampling",
-    "sampling_combine",
-    "label_noise",
-    "model",
-    "width_per_group",
-    "loss",
-    "seed",
-]
+AXES = list(AXIS_COLUMNS)  # the paper's axes (datamodules.axes): one column each
 # Measured per run, so they differ a little between the seeds of one setting (each seed draws its
 # own data, deduplicated); the index holds their mean over the setting's seeds and the run's own
 # value in "<axis>_run", so a table row or a fit's point holds every seed of its setting.
-SEED_MEASURED = ("images", "vocab_size")
+SEED_MEASURED = MEASURED
 PRETRAIN_COLUMNS = [
     "pretrain_run",
     *AXES,

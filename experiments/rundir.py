@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.io import atomic_write_bytes, atomic_write_text
+from datamodules.io import atomic_write_json as _write_json
 from datamodules.provenance import provenance
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_json", "RunDir"]
@@ -24,7 +25,9 @@ STARTED_FROM_FILE = "started_from.json"  # pretrain ckpt_path=: the checkpoint t
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """A run record as JSON (:func:`datamodules.io.atomic_write_json`); what JSON has no type
+    for (a path, a numpy scalar) is written as its text."""
+    return _write_json(path, obj, default=str)
 
 
 def read_json(path: str | Path) -> Any:

@@ -21,32 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datamodules.axes import NAME_KEYS, NAME_PREFIXES, VOCAB_KEYS
 from datamodules.errors import UserInputError
 from experiments.config import REPO_ROOT, RunConfig, load_config
 
-# Keys always shown in run names, in this order (values read from the resolved run config).
-DEFAULT_NAME_KEYS = [
-    "model.name",
-    "data.scale",
-    "data.vocab",
-    "data.sampling",
-    "data.label_noise",
-    "seed",
-]
-# Short prefixes for keys; any other key is written `<last component>-<value>`.
-DEFAULT_PREFIXES = {
-    "data.scale": "data",
-    "data.vocab": "vocab",
-    "data.top_k": "vocab",
-    "data.sampling": "samp",
-    "data.sampling_combine": "comb",
-    "data.label_noise": "noise",
-    "model.width_per_group": "w",
-    "model.loss": "loss",
-    "seed": "seed",
-}
-# The vocabulary token is made from both keys, so sweeping data.top_k needs no extra token.
-VOCAB_KEYS = ("data.vocab", "data.top_k")
+# Keys always shown in run names, in this order (values read from the resolved run config), and
+# the short prefixes of the paper's axes (datamodules.axes); any other key is written
+# `<last component>-<value>`. The vocabulary token is made from data.vocab and data.top_k, so
+# sweeping data.top_k needs no extra token.
+DEFAULT_NAME_KEYS = list(NAME_KEYS)
+DEFAULT_PREFIXES = dict(NAME_PREFIXES)
 
 
 @dataclass
@@ -240,7 +224,7 @@ def name_token(key: str, values: dict[str, Any], spec: SweepSpec) -> str:
         body = noise_token(float(value))
     else:
         body = _plain(value)
-    if key == "model.name" and not spec.prefixes.get(key):
+    if prefix == "":  # an axis named by its bare value (the model)
         return body
     return f"{prefix or key.rsplit('.', 1)[-1]}-{body}"
 

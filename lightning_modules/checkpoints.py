@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import OmegaConf
 
+from datamodules.axes import axes_from_config
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, load_state_dict_file, load_weights
 
@@ -22,25 +23,6 @@ if TYPE_CHECKING:
     from experiments.config import ModelConfig
 
 STRUCTURE = ("layers", "groups", "width_per_group", "stem_width", "small_input")
-
-
-def axes_from_config(config: dict, vocab_size: int, images: int) -> dict:
-    """The paper's axes of a pretraining run (metrics.json ``axes``) from its config dict."""
-    data, model = config["data"], config["model"]
-    return {
-        "source": data["source"],
-        "images": int(images),
-        "scale": data["scale"],
-        "vocab": data["vocab"],
-        "vocab_size": int(vocab_size),
-        "sampling": data["sampling"],
-        "sampling_combine": data["sampling_combine"],
-        "label_noise": data["label_noise"],
-        "model": model["name"],
-        "width_per_group": model["width_per_group"],
-        "loss": model["loss"],
-        "seed": config["seed"],
-    }
 
 
 HELDOUT_KEYS = ("source", "holdout_fraction", "holdout_categories")
