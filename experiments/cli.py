@@ -117,7 +117,7 @@ def _sweep(args: argparse.Namespace) -> list[tuple[str, Any]]:
     if args.launcher == "slurm":
         extra = [*slurm_overrides(spec), *extra]
     spec.overrides = [*spec.overrides, *extra]  # expand() applies the command's right after
-    for tr in spec.transfers:
+    for tr in (*spec.transfers, *spec.baselines):
         tr.overrides = [*tr.overrides, *args.transfer_set]
     spec.runs_dir = args.runs_dir or spec.runs_dir
     return [("", spec)]
@@ -155,9 +155,10 @@ def resolved_config(verb: str, args: argparse.Namespace) -> str:
 
 
 def import_optional(module_name: str) -> ModuleType | None:
-    """The module, or None when that very module does not exist (a verb not built yet).
+    """The module, or None when that very module does not exist.
 
-    An import error inside the module (a missing dependency of it) still raises.
+    An import error inside the module (a missing dependency of it) still raises. Only ``bench``
+    still asks for a module that may be missing; every verb is imported plainly.
     """
     try:
         return importlib.import_module(module_name)
