@@ -1,6 +1,9 @@
 """Hashtags to labels: counting, noise filtering, WordNet merging, vocabularies, per-image labels.
 
-Pipeline (the paper's, section "Data" of PAPER.md):
+Pipeline (the paper's: Mahajan et al., "Exploring the Limits of Weakly Supervised Pretraining",
+ECCV 2018, section 2, where hashtags are canonicalized to WordNet synsets and the synonyms of a
+synset merge into one label; its vocabularies are 1.5k hashtags from the ImageNet-1k synsets and
+17k hashtags from WordNet nouns, ``data.vocab`` ``in1k`` and ``wordnet`` here):
 
 1. every image's tags are normalized (:func:`normalize`) and counted once per image
    (:func:`count_tags`; Counters from shards add up);

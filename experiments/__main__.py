@@ -13,11 +13,12 @@ module, and with it Lightning or W&B, is imported.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from datamodules.errors import UserInputError
 from experiments import console
-from experiments.cli import add_common_options, import_optional, resolved_config
+from experiments.cli import add_common_options, resolved_config
 
 VERBS: dict[str, tuple[str, str]] = {
     # verb: (module, one-line help)
@@ -69,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in VERBS:
         print(f"error: unknown verb '{verb}'; valid verbs: {', '.join(VERBS)}", file=sys.stderr)
         return 2
-    module = import_optional(VERBS[verb][0])
-    if module is None:
-        print(f"error: `{verb}` is not implemented yet in this checkout", file=sys.stderr)
-        return 3
+    module = importlib.import_module(VERBS[verb][0])
     parser = argparse.ArgumentParser(
         prog=f"python -m experiments {verb}", description=VERBS[verb][1]
     )
