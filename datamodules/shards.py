@@ -111,9 +111,10 @@ def write_shards(
     if todo:
         processes = min(len(todo), int(options.get("workers") or os.cpu_count() or 1))
         options["workers"] = processes
-        cores = int(options.get("cpus_per_task") or 0) or max(
-            1, (os.cpu_count() or 1) // max(1, processes)
-        )
+        if launcher == "slurm":  # each job has its own cores
+            cores = int(options.get("cpus_per_task") or 1)
+        else:  # the processes share this machine's cores
+            cores = max(1, (os.cpu_count() or 1) // max(1, processes))
         calls = [
             (str(staging / name), items, data_cfg, vocab_sha256, cores) for name, items in todo
         ]

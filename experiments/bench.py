@@ -17,8 +17,10 @@ from experiments.rundir import atomic_write_json
 BENCHMARKS = {
     "vocab": "labelling 10M tag records with a vocabulary (records/s)",
     "sources": "synthetic world rendering and tag sampling (images/s)",
-    "write": "writing .beton shards (images/s)",
-    "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit",
+    "write": "writing .beton shards (images/s); --processes P: parallel shard writing",
+    "loader": "HashtagDataModule's FFCV loader vs a PIL DataLoader vs the decode limit; "
+    "--shards N: one .beton vs N shards",
+    "corpus": "prepare a synthetic corpus in many shards, read one epoch (both times)",
     "sampling": "resampling weights plus a 1e8-draw epoch index (seconds, bytes/image)",
     "loss": "multi-label softmax vs cross-entropy vs the dense formulation (time, memory)",
     "probe": "the linear probe's L-BFGS: its vector ops on one thread vs all (seconds per L2 path)",

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="process",
         help="process: local process pool; local: submitit LocalExecutor; slurm: submitit array",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="processes at once on this machine for the scan and the .beton writes "
+        "(default: one per CPU core)",
+    )
     parser.add_argument("--partition", default="", help="SLURM partition (--launcher slurm)")
     parser.add_argument("--timeout-min", type=int, default=240, help="per-shard job time limit")
     parser.add_argument("--cpus-per-task", type=int, default=4, help="CPUs per SLURM shard job")
@@ -43,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         "partition": args.partition,
         "timeout_min": args.timeout_min,
         "cpus_per_task": args.cpus_per_task,
+        "workers": args.processes,
     }
     out = ensure_prepared(
         cfg.data,

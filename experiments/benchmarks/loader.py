@@ -11,6 +11,12 @@ the JPEG decode limit, on the same images and crop size.
 3. ``decode_limit``: the single-core libjpeg-turbo decode rate (``cv2.imdecode``, one thread)
    times ``--workers``: no loader that decodes full images can beat it.
 
+``--shards N`` (N > 1) measures instead the same images written as one .beton and as N shards
+(``datamodules.ffcv_shards``: one Loader over the N files), side by side: images/s of each
+(the two loaders take turns epoch by epoch, median of ``--epochs``), and
+FFCV's compile cost: building the loader plus its first batch, once per run for the N shards,
+against one plain FFCV Loader per shard (the alternative that compiles once per shard).
+
 Images: ``--images`` natural-looking (smooth random fields with edges and grain) JPEGs of
 ``--size`` px at quality 90, cached under ``--cache-dir``. Rates are images/s over one epoch
 after a warm-up epoch (which pays FFCV's compile and the OS page cache), the median of
@@ -41,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (median reported)")
     parser.add_argument("--cache-dir", default=".cache/bench-loader")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="N > 1: one .beton vs N shards of the same images"
+    )
 
 
 def _image(k: int, size: int) -> np.ndarray:
@@ -75,12 +84,36 @@ class _Corpus:
         return np.ascontiguousarray(bgr[:, :, ::-1]), _labels(i), i
 
 
-def _write_beton(path: str, files: list[str], size: int) -> dict:
+class _Slice:
+    """Rows ``first .. first + count`` of a corpus, keeping their global sample ids."""
+
+    def __init__(self, corpus: _Corpus, first: int, count: int):
+        self.corpus, self.first, self.count = corpus, first, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        return self.corpus[self.first + i]
+
+
+def _write_beton(path: str, files: list[str], size: int, first: int = 0, count: int = 0) -> dict:
     from datamodules.ffcv_store import write_hashtag_beton
 
+    rows = _Slice(_Corpus(files), first, count or len(files))
     return write_hashtag_beton(
-        path, _Corpus(files), max_labels=4, max_resolution=size, jpeg_quality=90, write_mode="jpg"
+        path, rows, max_labels=4, max_resolution=size, jpeg_quality=90, write_mode="jpg"
     )
+
+
+def _write_shards(folder: str, files: list[str], size: int, shards: int) -> list[dict]:
+    per = -(-len(files) // shards)
+    entries = []
+    for s in range(shards):
+        first, count = s * per, min(per, len(files) - s * per)
+        _write_beton(f"{folder}/train-{s:03d}.beton", files, size, first, count)
+        entries.append({"file": f"train-{s:03d}.beton", "count": count, "first_sample_id": first})
+    return entries
 
 
 def _prepare(folder: Path, count: int, size: int) -> tuple[Path, list[str]]:
@@ -100,19 +133,38 @@ def _prepare(folder: Path, count: int, size: int) -> tuple[Path, list[str]]:
             os.replace(file + ".tmp.jpg", file)
     if not (folder / "manifest.json").is_file():
         run_in_fresh_process(_write_beton, str(folder / "train.beton"), files, size)
-        counts = np.zeros(VOCAB, np.int64)
-        for i in range(count):
-            counts[_labels(i)] += 1
-        manifest = {
-            "train": [{"file": "train.beton", "count": count}],
-            "val": {"file": "train.beton", "count": count},
-            "num_train": count,
-            "max_labels": 4,
-            "vocab_size": VOCAB,
-            "hashtag_counts": counts.tolist(),
-        }
-        (folder / "manifest.json").write_text(json.dumps(manifest))
+        _write_manifest(folder, [{"file": "train.beton", "count": count}], count)
     return folder, files
+
+
+def _write_manifest(folder: Path, train: list[dict], count: int) -> None:
+    counts = np.zeros(VOCAB, np.int64)
+    for i in range(count):
+        counts[_labels(i)] += 1
+    manifest = {
+        "train": train,
+        "val": {"file": "train.beton", "count": count},
+        "num_train": count,
+        "max_labels": 4,
+        "vocab_size": VOCAB,
+        "hashtag_counts": counts.tolist(),
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _prepare_shards(folder: Path, files: list[str], size: int, shards: int) -> Path:
+    """The same images as ``shards`` train shards (val: the first shard), in ``folder``."""
+    from datamodules.ffcv_store import run_in_fresh_process
+
+    out = folder / f"shards{shards}"
+    if not (out / "manifest.json").is_file():
+        out.mkdir(exist_ok=True)
+        entries = run_in_fresh_process(_write_shards, str(out), files, size, shards)
+        _write_manifest(out, entries, len(files))
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["val"] = {"file": "train-000.beton", "count": entries[0]["count"]}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 def _labels(i: int) -> list[int]:
@@ -132,7 +184,7 @@ def _rate(batches, epochs: int) -> float:
     return float(np.median(rates))
 
 
-def _ffcv_rate(folder: Path, args) -> float:
+def _datamodule(folder: Path, args):
     from datamodules.pretrain import HashtagDataModule
     from experiments.config import DataConfig
 
@@ -142,9 +194,112 @@ def _ffcv_rate(folder: Path, args) -> float:
         resolution=args.resolution,
         sampling="natural",
     )
-    dm = HashtagDataModule(cfg, seed=0, prepared_dir=folder)
-    batches = dm.train_dataloader()
-    return _rate(batches, args.epochs)
+    return HashtagDataModule(cfg, seed=0, prepared_dir=folder)
+
+
+def _interleaved_rates(loaders: list, epochs: int) -> list[float]:
+    """Median images/s of each loader over ``epochs`` epochs, the loaders taking turns epoch by
+    epoch (after one untimed warm-up epoch each), so a neighbour's load on a shared machine
+    falls on both alike."""
+    rates: list[list[float]] = [[] for _ in loaders]
+    for timed in [False] + [True] * epochs:
+        for k, batches in enumerate(loaders):
+            start, seen = time.perf_counter(), 0
+            for batch in batches:
+                seen += len(batch[0])
+            if timed:
+                rates[k].append(seen / (time.perf_counter() - start))
+    return [float(np.median(r)) for r in rates]
+
+
+def _ffcv_rate(folder: Path, args) -> float:
+    return _rate(_datamodule(folder, args).train_dataloader(), args.epochs)
+
+
+def _first_batch_s(make) -> float:
+    """Seconds to build a loader and get its first batch (FFCV compiles on the first)."""
+    start = time.perf_counter()
+    iterator = iter(make())
+    next(iterator)
+    seconds = time.perf_counter() - start
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+    return seconds
+
+
+def _kept(alive: list, loader):
+    alive.append(loader)
+    return loader
+
+
+def _compile_costs(sharded: Path, args) -> dict:
+    """Loader build + first batch: the N-shard loader in its first and second epoch, and one
+    plain FFCV Loader per shard (each compiles its own pipeline)."""
+    from ffcv.loader import Loader, OrderOption
+
+    from datamodules.ffcv_store import int_pipeline, labels_pipeline, train_image_pipeline
+
+    batches = _datamodule(sharded, args).train_dataloader()
+    first = _first_batch_s(lambda: batches)
+    second = _first_batch_s(lambda: batches)
+    manifest = json.loads((sharded / "manifest.json").read_text())
+    per_shard, alive = [], []  # loaders kept until the end: dropping one while another
+    for entry in manifest["train"]:  # compiles trips numba's dispatcher finalizers
+        pipelines = {
+            "image": train_image_pipeline(args.resolution),
+            "labels": labels_pipeline(),
+            "num_labels": None,
+            "sample_id": int_pipeline(),
+        }
+        path = str(sharded / entry["file"])
+        per_shard.append(
+            _first_batch_s(
+                lambda p=path, pl=pipelines: _kept(
+                    alive,
+                    Loader(
+                        p,
+                        batch_size=args.batch,
+                        num_workers=args.workers,
+                        order=OrderOption.RANDOM,
+                        pipelines=pl,
+                        seed=0,
+                    ),
+                )
+            )
+        )
+    return {
+        "sharded_loader_first_epoch_s": round(first, 3),
+        "sharded_loader_second_epoch_s": round(second, 3),
+        "loader_per_shard_s_each": [round(x, 3) for x in per_shard],
+        "loader_per_shard_total_s": round(sum(per_shard), 3),
+    }
+
+
+def run_shards(args: argparse.Namespace) -> dict:
+    folder, files = _prepare(Path(args.cache_dir), args.images, args.size)
+    sharded = _prepare_shards(folder, files, args.size, args.shards)
+    one, many = _interleaved_rates(
+        [
+            _datamodule(folder, args).train_dataloader(),
+            _datamodule(sharded, args).train_dataloader(),
+        ],
+        args.epochs,
+    )
+    return {
+        "images": args.images,
+        "stored_px": args.size,
+        "crop_px": args.resolution,
+        "workers": args.workers,
+        "batch": args.batch,
+        "timed_epochs": args.epochs,
+        "shards": args.shards,
+        "one_shard_images_per_s": round(one, 1),
+        f"{args.shards}_shards_images_per_s": round(many, 1),
+        "shards_over_one": round(many / one, 3),
+        "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
+        "compile": _compile_costs(sharded, args),
+    }
 
 
 class _PilImages:
@@ -205,6 +360,8 @@ def _decode_rate(files: list[str]) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.shards > 1:
+        return run_shards(args)
     folder, files = _prepare(Path(args.cache_dir), args.images, args.size)
     jpeg_kb = float(np.mean([os.path.getsize(f) for f in files]) / 1024)
     decode_1 = _decode_rate(files)

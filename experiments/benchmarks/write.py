@@ -7,6 +7,12 @@ source's decoding. The write runs in a fresh process, as in ``prepare``; the tim
 writer's own, without that process's start-up. On a shared machine the wall-clock figure
 depends on the neighbours, so the CPU time is reported too, and the rate that ``workers`` free
 cores would give. Target: >= 1,500 images/s on 2 cores.
+
+``--processes P [P ...]`` measures instead prepare's parallel shard writing
+(``datamodules.shards.write_shards``: each shard written in a process of its own, P at once,
+each FFCV writer with cores / P workers): ``--images`` images in ``--shards`` shards, images/s
+for each P, wall clock including the processes' start-up. Each shard's process makes its images
+(256 textures, cycled) before its writer starts.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"))
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--max-labels", type=int, default=8)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[],
+        help="parallel shard writing with P processes (e.g. --processes 1 2)",
+    )
+    parser.add_argument("--shards", type=int, default=8, help="with --processes: shards written")
 
 
 def textures(num: int, size: int, seed: int = 0) -> np.ndarray:
@@ -65,6 +79,69 @@ class _Items:
         return self.images[i], self.labels[i], i
 
 
+class ShardItems:
+    """One shard's rows for ``shards.write_shards``: textures made in the writing process (in
+    :meth:`open`), cycled, with global sample ids."""
+
+    def __init__(self, first: int, count: int, size: int):
+        self.first, self.count, self.size = first, count, size
+        self.sample_ids = range(first, first + count)
+        self._images: np.ndarray | None = None
+
+    def open(self) -> ShardItems:
+        self._images = textures(min(self.count, 256), self.size, seed=self.first)
+        return self
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        k = self.first + i
+        return self._images[i % len(self._images)], [k % 1000, (7 * k + 3) % 1000], k
+
+
+def _parallel(args: argparse.Namespace, processes: int) -> dict:
+    from datamodules.shards import write_shards
+    from experiments.config import DataConfig
+
+    cfg = DataConfig(
+        image_size=args.size,
+        max_labels=args.max_labels,
+        jpeg_quality=args.jpeg_quality,
+        write_mode=args.write_mode,
+    )
+    per = -(-args.images // args.shards)
+    jobs = [
+        (f"train-{s:03d}.beton", ShardItems(s * per, min(per, args.images - s * per), args.size))
+        for s in range(args.shards)
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
+        start = time.perf_counter()
+        records, _ = write_shards(
+            jobs, cfg, "bench", staging=Path(tmp), options={"workers": processes}
+        )
+        seconds = time.perf_counter() - start
+    return {
+        "processes": processes,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(args.images / seconds, 1),
+        "writer_s_per_shard": round(float(np.mean([r["write_s"] for r in records.values()])), 3),
+    }
+
+
+def run_parallel(args: argparse.Namespace) -> dict:
+    runs = [_parallel(args, p) for p in args.processes]
+    return {
+        "images": args.images,
+        "size": args.size,
+        "shards": args.shards,
+        "cpu_count": os.cpu_count(),
+        "write_mode": args.write_mode,
+        "runs": runs,
+        "images_per_s": {str(r["processes"]): r["images_per_s"] for r in runs},
+    }
+
+
 def _write(path: str, num: int, size: int, workers: int, mode: str, quality: int, width: int):
     """Runs in the fresh process: build the images there (not pickled across), then write."""
     from datamodules.ffcv_store import write_hashtag_beton
@@ -99,6 +176,8 @@ def _cpu_seconds() -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.processes:
+        return run_parallel(args)
     from datamodules.ffcv_store import run_in_fresh_process
 
     with tempfile.TemporaryDirectory(prefix="bench-write-") as tmp:
