@@ -115,6 +115,29 @@ def test_visual_signatures_follow_wordnet(world):
     assert len({c.signature.shape for c in concepts}) == len(SHAPES)
 
 
+def test_instances_tilt_and_clutter_is_untagged_and_drawn_after_the_tags(world):
+    """Instances tilt up to about 60 degrees either way; 0-2 clutter shapes per image, plain and
+    of no concept; the clutter is drawn after the tags, so the tags are those of a layout
+    without it, and it shows in the pixels."""
+    rng = np.random.default_rng(0)
+    angles = [world._instance(0, rng, 1, centered=True).angle for _ in range(400)]
+    assert max(np.abs(angles)) <= syn.MAX_TILT and np.ptp(angles) > 1.8 * syn.MAX_TILT
+    layouts = [world.layout(world.rng(1, syn.PRETRAIN_STREAM, k)) for k in range(300)]
+    clutter = [c for lay in layouts for c in lay.clutter]
+    assert {len(lay.clutter) for lay in layouts} == {0, 1, 2}
+    assert all(c.instance.concept == -1 for c in clutter)
+    assert {c.look.texture for c in clutter} == {syn.TEXTURES.index("plain")}
+    assert 0.15 < np.mean([c.in_front for c in clutter]) < 0.35
+    busy = next(k for k, lay in enumerate(layouts) if lay.clutter)
+    lay = layouts[busy]
+    bare = syn.Layout(lay.scene, lay.instances, lay.tags)
+    assert world.record(1, busy).tags == lay.tags
+    assert not np.array_equal(
+        world.renderer.render(lay, world.concepts, np.random.default_rng(5)),
+        world.renderer.render(bare, world.concepts, np.random.default_rng(5)),
+    )
+
+
 def test_corpus_is_lazy_sharded_and_any_size():
     cfg = DataConfig(source="synthetic", num_images=2_000_000, image_size=SIZE)
     corpus = open_source(cfg)
