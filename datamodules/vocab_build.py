@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -290,17 +290,11 @@ def build_vocabulary(
 
 
 def build_vocabulary_from_config(
-    counts: Mapping[str, int],
-    num_images: int,
-    data_cfg: DataConfig,
-    *,
-    extra_stop_tags: Iterable[str] = (),
-    wordnet: WordNet | None = None,
-    category_counts: Mapping[str, Counter] | None = None,
-    max_category_spread: float = 0.0,
-    category_names: Mapping[str, str] | None = None,
+    counts: Mapping[str, int], num_images: int, data_cfg: DataConfig, **options: Any
 ) -> tuple[Vocabulary, dict]:
-    """:func:`build_vocabulary` with the knobs of the ``data`` config section."""
+    """:func:`build_vocabulary` with the knobs of the ``data`` config section; ``options``: its
+    other keywords (``extra_stop_tags``, ``wordnet``, ``category_counts``,
+    ``max_category_spread``, ``category_names``)."""
     return build_vocabulary(
         counts,
         num_images,
@@ -310,11 +304,7 @@ def build_vocabulary_from_config(
         ambiguity=data_cfg.ambiguity,
         stop_tags=data_cfg.stop_tags,
         max_tag_share=data_cfg.max_tag_share,
-        extra_stop_tags=extra_stop_tags,
-        wordnet=wordnet,
-        category_counts=category_counts,
-        max_category_spread=max_category_spread,
-        category_names=category_names,
+        **options,
     )
 
 

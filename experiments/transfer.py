@@ -240,7 +240,7 @@ def _l2_summary(choice) -> dict:
 def _kfold(cfg: RunConfig, backbone, files, grid) -> dict:
     """k-fold over train+val pooled, folds grouped by near-duplicate group; with
     ``bn_recalibrate`` the BN statistics of each fold come from its training part."""
-    from lightning_modules.linear_probe import linear_probe, outer_folds, summarize_folds
+    from lightning_modules.linear_probe import outer_folds, probe_fold, summarize_folds
 
     t = cfg.transfer
     g = _pooled_groups(files)
@@ -262,16 +262,7 @@ def _kfold(cfg: RunConfig, backbone, files, grid) -> dict:
     for x, train_idx, eval_idx in folds:
         x = torch.as_tensor(select_features(x, backbone.net, t.features))
         results.append(
-            linear_probe(
-                x[torch.as_tensor(train_idx)],
-                y[train_idx],
-                x[torch.as_tensor(eval_idx)],
-                y[eval_idx],
-                files.num_classes,
-                grid,
-                seed=cfg.seed,
-                groups=g[train_idx],
-            )
+            probe_fold(x, y, train_idx, eval_idx, files.num_classes, grid, seed=cfg.seed, groups=g)
         )
     res = summarize_folds(results)
     out = {

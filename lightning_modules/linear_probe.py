@@ -420,19 +420,35 @@ def kfold_probe(
     part. ``groups``: see :func:`outer_folds`."""
     y = np.asarray(y, dtype=np.int64)
     xt = _as_tensor(x, torch.float32)
-    results = []
-    for train_idx, eval_idx in outer_folds(y, num_classes, folds, seed=seed, groups=groups):
-        results.append(
-            linear_probe(
-                xt[torch.as_tensor(train_idx)],
-                y[train_idx],
-                xt[torch.as_tensor(eval_idx)],
-                y[eval_idx],
-                num_classes,
-                grid,
-                seed=seed,
-                max_extensions=max_extensions,
-                groups=None if groups is None else np.asarray(groups)[train_idx],
-            )
-        )
-    return summarize_folds(results)
+    splits = outer_folds(y, num_classes, folds, seed=seed, groups=groups)
+    kw = {"seed": seed, "max_extensions": max_extensions, "groups": groups}
+    return summarize_folds(
+        [probe_fold(xt, y, tr, ev, num_classes, grid, **kw) for tr, ev in splits]
+    )
+
+
+def probe_fold(
+    x: torch.Tensor,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    eval_idx: np.ndarray,
+    num_classes: int,
+    grid: list[float],
+    *,
+    seed: int = 0,
+    max_extensions: int = 3,
+    groups: np.ndarray | None = None,
+) -> ProbeResult:
+    """:func:`linear_probe` on one outer fold of pooled rows: trained on ``train_idx``, scored
+    on ``eval_idx``; ``groups`` (one per pooled row) go along with the training rows."""
+    return linear_probe(
+        x[torch.as_tensor(train_idx)],
+        y[train_idx],
+        x[torch.as_tensor(eval_idx)],
+        y[eval_idx],
+        num_classes,
+        grid,
+        seed=seed,
+        max_extensions=max_extensions,
+        groups=None if groups is None else np.asarray(groups)[train_idx],
+    )

@@ -68,21 +68,13 @@ class PublishedWeights:
         return (f"{self.timm_name}.safetensors", f"{self.timm_name}.pth", self.original_file)
 
 
-def _wsl(width: int, original: str) -> PublishedWeights:
+def _resnext101(kind: str, old_prefix: str, width: int, original: str) -> PublishedWeights:
+    """A ResNeXt-101 32xWd of one family: ``kind`` ``wsl`` (weakly supervised, the paper's) or
+    ``swsl`` (semi-weakly supervised); ``old_prefix`` starts timm's old model name."""
     return PublishedWeights(
-        f"resnext101_32x{width}d_wsl",
-        f"resnext101_32x{width}d.fb_wsl_ig1b_ft_in1k",
-        f"ig_resnext101_32x{width}d",
-        f"rx101_32x{width}d.yaml",
-        original,
-    )
-
-
-def _swsl(width: int, original: str) -> PublishedWeights:
-    return PublishedWeights(
-        f"resnext101_32x{width}d_swsl",
-        f"resnext101_32x{width}d.fb_swsl_ig1b_ft_in1k",
-        f"swsl_resnext101_32x{width}d",
+        f"resnext101_32x{width}d_{kind}",
+        f"resnext101_32x{width}d.fb_{kind}_ig1b_ft_in1k",
+        f"{old_prefix}_resnext101_32x{width}d",
         f"rx101_32x{width}d.yaml",
         original,
     )
@@ -90,13 +82,13 @@ def _swsl(width: int, original: str) -> PublishedWeights:
 
 # original file names: the download URLs in timm's pretrained configs (timm/models/resnet.py)
 PUBLISHED: tuple[PublishedWeights, ...] = (
-    _wsl(8, "ig_resnext101_32x8-c38310e5.pth"),
-    _wsl(16, "ig_resnext101_32x16-c6f796b0.pth"),
-    _wsl(32, "ig_resnext101_32x32-e4b90b00.pth"),
-    _wsl(48, "ig_resnext101_32x48-3e41cc8a.pth"),
-    _swsl(4, "semi_weakly_supervised_resnext101_32x4-3f87e46b.pth"),
-    _swsl(8, "semi_weakly_supervised_resnext101_32x8-b4712904.pth"),
-    _swsl(16, "semi_weakly_supervised_resnext101_32x16-f3559a9c.pth"),
+    _resnext101("wsl", "ig", 8, "ig_resnext101_32x8-c38310e5.pth"),
+    _resnext101("wsl", "ig", 16, "ig_resnext101_32x16-c6f796b0.pth"),
+    _resnext101("wsl", "ig", 32, "ig_resnext101_32x32-e4b90b00.pth"),
+    _resnext101("wsl", "ig", 48, "ig_resnext101_32x48-3e41cc8a.pth"),
+    _resnext101("swsl", "swsl", 4, "semi_weakly_supervised_resnext101_32x4-3f87e46b.pth"),
+    _resnext101("swsl", "swsl", 8, "semi_weakly_supervised_resnext101_32x8-b4712904.pth"),
+    _resnext101("swsl", "swsl", 16, "semi_weakly_supervised_resnext101_32x16-f3559a9c.pth"),
 )
 _BY_NAME = {name: entry for entry in PUBLISHED for name in entry.names}
 
