@@ -191,8 +191,19 @@ def sharded_loader(paths: Sequence[str | Path], **loader_kwargs):
     files = [str(p) for p in paths]
 
     class ShardedLoader(Loader):
-        # Loader.__init__ assigns these two from its one file; the setters swap in the
-        # concatenation before anything reads them
+        def __init__(self, *args, **kwargs):
+            # Loader.__init__ builds its memory manager by this module-level name; ours skips
+            # the base class's per-sample Python maps (built and thrown away otherwise)
+            import ffcv.loader.loader as module
+
+            original, module.OSCacheManager = module.OSCacheManager, _concat_manager
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                module.OSCacheManager = original
+
+        # Loader.__init__ assigns its one file's Reader; the setter swaps in the concatenation
+        # before anything reads it
         @property
         def reader(self):
             return self._sharded_reader
@@ -200,14 +211,6 @@ def sharded_loader(paths: Sequence[str | Path], **loader_kwargs):
         @reader.setter
         def reader(self, value):
             self._sharded_reader = ConcatReader(files, first=value)
-
-        @property
-        def memory_manager(self):
-            return self._sharded_manager
-
-        @memory_manager.setter
-        def memory_manager(self, value):
-            self._sharded_manager = _concat_manager(self.reader)
 
     loader_kwargs["os_cache"] = True
     return ShardedLoader(files[0], **loader_kwargs)
