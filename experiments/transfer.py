@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import io
-import json
 import math
 import time
 from pathlib import Path
@@ -39,17 +36,15 @@ from datamodules.errors import UserInputError
 from experiments.cli import add_config_arguments, config_from_args
 from experiments.config import RunConfig
 from experiments.loggers import run_loggers
-from experiments.rundir import RunDir, atomic_write_bytes
+from experiments.rundir import RunDir
 
 PROTOCOLS = ("linear", "finetune")
-FEATURE_KINDS = ("last", "all")
 TARGET_SEED = 0  # every seed and every network is evaluated on the same target images
-FEATURE_CACHE_VERSION = 2  # 2: every-stage features, `last` sliced from them
 
 
 def default_run_name(cfg: RunConfig) -> str:
     """``{weights}__{protocol}-{target}[-{features}][-bnrecal][-k{folds}]_seed-{seed}``."""
-    from lightning_modules.transfer import pretrained_label
+    from lightning_modules.backbone_loading import pretrained_label
 
     t = cfg.transfer
     weights = pretrained_label(t.pretrained) or f"random-{cfg.model.name}"
@@ -64,6 +59,8 @@ def default_run_name(cfg: RunConfig) -> str:
 
 
 def _check_config(cfg: RunConfig) -> None:
+    from lightning_modules.features import FEATURE_KINDS
+
     t = cfg.transfer
     if t.protocol not in PROTOCOLS:
         raise UserInputError(f"transfer.protocol={t.protocol!r}: use one of {', '.join(PROTOCOLS)}")
@@ -82,148 +79,7 @@ def _check_config(cfg: RunConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# linear probe
-
-
-def _target_datamodule(cfg: RunConfig, files):
-    """The target's FFCV datamodule, shared by feature extraction and fine-tuning."""
-    from datamodules.transfer import TargetDataModule
-
-    t = cfg.transfer
-    return TargetDataModule(
-        files,
-        resolution=t.resolution,
-        batch_size=t.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-    )
-
-
-def _feature_cache_path(cfg: RunConfig, backbone, files, extra: dict | None = None) -> Path:
-    """Every stage's pooled features are cached once per (network, target, BN statistics):
-    ``last`` is a slice of ``all``, so both feature protocols share one extraction."""
-    t = cfg.transfer
-    seeded = backbone.init == "random" or t.bn_recalibrate  # the seed changes these features
-    key = {
-        "weights": backbone.identity,
-        "target": files.dir.name,
-        "resolution": t.resolution,
-        "bn_recalibrate": t.bn_recalibrate,
-        "seed": cfg.seed if seeded else None,
-        "version": FEATURE_CACHE_VERSION,
-        **(extra or {}),
-    }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cfg.data.cache_dir) / "features" / f"{files.dir.name}-{digest}.npz"
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _cached(path: Path, compute) -> dict[str, np.ndarray]:
-    if path.is_file():
-        with np.load(path) as npz:
-            return {k: npz[k] for k in npz.files}
-    out = compute()
-    buf = io.BytesIO()
-    np.savez(buf, **out)
-    atomic_write_bytes(path, buf.getvalue())
-    return out
-
-
-def select_features(x: np.ndarray, net, features: str) -> np.ndarray:
-    """The ``features`` protocol's columns of every-stage (``all``) features: ``last`` is the
-    last stage's pooled output, the final ``feature_dim(net, 'last')`` columns."""
-    from lightning_modules.backbones import feature_dim
-
-    return x if features == "all" else x[:, x.shape[1] - feature_dim(net, "last") :]
-
-
-def extract_target_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
-    """Train/val every-stage features and labels of the target, from the cache or computed and
-    cached (BN statistics re-estimated on the train split when ``transfer.bn_recalibrate``)."""
-    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
-
-    def compute() -> dict[str, np.ndarray]:
-        dm = _target_datamodule(cfg, files)
-        device = _device()
-        # One shuffled loader over train: BN recalibration reads its first images (covering
-        # the classes), then the same loader (already compiled) yields the train features.
-        train_loader = dm.eval_loader("train", device, shuffle=True)
-        out: dict[str, Any] = {}
-        if cfg.transfer.bn_recalibrate:
-            out["bn_images"] = np.int64(
-                recalibrate_batchnorm(backbone.net, train_loader, device=device)
-            )
-        out["train_x"], out["train_y"] = extract_split_features(
-            backbone.net, train_loader, "all", device, desc="train features"
-        )
-        out["val_x"], out["val_y"] = extract_split_features(
-            backbone.net, dm.eval_loader("val", device), "all", device, desc="val features"
-        )
-        return out
-
-    return _cached(_feature_cache_path(cfg, backbone, files), compute)
-
-
-def _target_images(cfg: RunConfig, files) -> tuple[torch.Tensor, np.ndarray]:
-    """Every image of the target (train then val, file order) as uint8 [N,3,R,R], and labels."""
-    dm = _target_datamodule(cfg, files)
-    images, labels = [], []
-    for split in ("train", "val"):
-        for x, y in dm.eval_loader(split, torch.device("cpu")):
-            images.append(x.clone())  # FFCV reuses its output buffers
-            labels.append(y.reshape(-1).long().clone())
-    return torch.cat(images), torch.cat(labels).numpy()
-
-
-def _batches(images: torch.Tensor, labels: np.ndarray, batch_size: int):
-    for start in range(0, len(images), batch_size):
-        yield (
-            images[start : start + batch_size],
-            torch.as_tensor(labels[start : start + batch_size]),
-        )
-
-
-def _pooled_groups(files) -> np.ndarray:
-    groups = files.groups()
-    return np.concatenate([groups["train"], groups["val"]])
-
-
-def per_fold_bn_features(cfg: RunConfig, backbone, files) -> dict[str, np.ndarray]:
-    """k-fold with re-estimated BN statistics: for each outer fold, the statistics come from
-    that fold's training part only (never from the images it is scored on), then every image's
-    features are extracted with them. Returns ``y`` (pooled labels), ``fold{k}_train`` /
-    ``fold{k}_eval`` (indices), ``fold{k}_x`` (float32 [N, D], pooled order), ``bn_images{k}``."""
-    import copy
-
-    from lightning_modules.linear_probe import outer_folds
-    from lightning_modules.transfer import extract_split_features, recalibrate_batchnorm
-
-    t = cfg.transfer
-
-    def compute() -> dict[str, np.ndarray]:
-        images, labels = _target_images(cfg, files)
-        splits = outer_folds(
-            labels, files.num_classes, t.folds, seed=cfg.seed, groups=_pooled_groups(files)
-        )
-        device = _device()
-        gen = torch.Generator().manual_seed(cfg.seed)
-        out: dict[str, Any] = {"y": labels}
-        for k, (train_idx, eval_idx) in enumerate(splits):
-            net = copy.deepcopy(backbone.net)
-            order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)]
-            fit = _batches(images[order], labels[order.numpy()], t.batch_size)
-            out[f"bn_images{k}"] = np.int64(recalibrate_batchnorm(net, fit, device=device))
-            out[f"fold{k}_x"], _ = extract_split_features(
-                net, _batches(images, labels, t.batch_size), "all", device, desc=f"fold {k}"
-            )
-            out[f"fold{k}_train"], out[f"fold{k}_eval"] = train_idx, eval_idx
-        return out
-
-    path = _feature_cache_path(cfg, backbone, files, {"per_fold_bn": t.folds})
-    return _cached(path, compute)
+# linear probe (on the features of lightning_modules.features)
 
 
 def _l2_summary(choice) -> dict:
@@ -240,10 +96,16 @@ def _l2_summary(choice) -> dict:
 def _kfold(cfg: RunConfig, backbone, files, grid) -> dict:
     """k-fold over train+val pooled, folds grouped by near-duplicate group; with
     ``bn_recalibrate`` the BN statistics of each fold come from its training part."""
+    from lightning_modules.features import (
+        extract_target_features,
+        per_fold_bn_features,
+        pooled_groups,
+        select_features,
+    )
     from lightning_modules.linear_probe import outer_folds, probe_fold, summarize_folds
 
     t = cfg.transfer
-    g = _pooled_groups(files)
+    g = pooled_groups(files)
     if t.bn_recalibrate:
         data = per_fold_bn_features(cfg, backbone, files)
         y = data["y"]
@@ -284,6 +146,7 @@ def _kfold(cfg: RunConfig, backbone, files, grid) -> dict:
 
 
 def _linear(cfg: RunConfig, backbone, files) -> dict:
+    from lightning_modules.features import extract_target_features, select_features
     from lightning_modules.linear_probe import linear_probe
 
     t = cfg.transfer
@@ -366,11 +229,12 @@ def _finetune_trainer(cfg: RunConfig, run: RunDir, total_steps: int):
 def _finetune(cfg: RunConfig, backbone, files, run: RunDir) -> dict:
     import lightning as L
 
-    from lightning_modules.transfer import FineTuner
+    from lightning_modules.features import target_datamodule
+    from lightning_modules.finetune import FineTuner
 
     t = cfg.transfer
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = _target_datamodule(cfg, files)
+    dm = target_datamodule(cfg, files)
     total_steps = max(1, math.ceil(t.images_seen / t.batch_size))
     model = FineTuner(
         backbone.net,
@@ -463,8 +327,8 @@ def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
 def run_transfer(cfg: RunConfig) -> Path:
     """Transfer ``cfg.transfer.pretrained`` to ``cfg.transfer.target``; return the run dir."""
     from datamodules.transfer import ensure_target_files
+    from lightning_modules.backbone_loading import describe, load_backbone
     from lightning_modules.published_weights import model_for
-    from lightning_modules.transfer import describe, load_backbone
 
     _check_config(cfg)
     # a published name (resnext101_32x8d_wsl, ...) fixes the architecture, so config.yaml and

@@ -29,12 +29,12 @@ import torch  # noqa: E402
 from datamodules.sources import load_target  # noqa: E402
 from experiments.config import load_config  # noqa: E402
 from experiments.pretrain import run_pretrain  # noqa: E402
-from lightning_modules.linear_probe import linear_probe  # noqa: E402
-from lightning_modules.transfer import (  # noqa: E402
+from lightning_modules.backbone_loading import load_backbone  # noqa: E402
+from lightning_modules.features import (  # noqa: E402
     extract_split_features,
-    load_backbone,
     recalibrate_batchnorm,
 )
+from lightning_modules.linear_probe import linear_probe  # noqa: E402
 from tests.synthetic_pretrain import SyntheticTagsDataModule  # noqa: E402
 
 RX_TINY = [

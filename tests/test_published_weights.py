@@ -16,6 +16,7 @@ from timm.models import get_pretrained_cfg
 
 from datamodules.errors import UserInputError
 from experiments.config import ModelConfig, load_config
+from lightning_modules.backbone_loading import describe, load_backbone, pretrained_label
 from lightning_modules.backbones import build_resnext
 from lightning_modules.published_weights import (
     PUBLISHED,
@@ -25,7 +26,6 @@ from lightning_modules.published_weights import (
     model_for,
     weights_dir,
 )
-from lightning_modules.transfer import describe, load_backbone, pretrained_label
 
 WSL_8D = lookup("resnext101_32x8d_wsl")
 ARCHS = sorted({entry.timm_name.split(".")[0] for entry in PUBLISHED})

@@ -110,8 +110,8 @@ def test_per_fold_bn_statistics_never_see_the_fold_scored(tmp_path):
     """Changing the images a fold is scored on leaves that fold's features of its training
     images unchanged: its BN statistics came from its training part only (the old protocol
     re-estimated them on the whole train split, which k-fold scores)."""
-    from experiments import transfer
-    from lightning_modules.transfer import load_backbone
+    from lightning_modules import features as transfer
+    from lightning_modules.backbone_loading import load_backbone
 
     cfg = _cfg(tmp_path, "transfer.folds=4", "transfer.bn_recalibrate=true", "seed=3")
     files = ensure_target_files(cfg.transfer, cfg.data, seed=0, load_fn=fake_load_target)

@@ -22,13 +22,10 @@ from datamodules.transfer import (
     ensure_target_files,
 )
 from experiments.config import RunConfig, load_config
+from lightning_modules.backbone_loading import load_backbone
 from lightning_modules.backbones import build_resnext, feature_dim, normalize_images
-from lightning_modules.transfer import (
-    FineTuner,
-    extract_split_features,
-    load_backbone,
-    recalibrate_batchnorm,
-)
+from lightning_modules.features import extract_split_features, recalibrate_batchnorm
+from lightning_modules.finetune import FineTuner
 from tests.transfer_fakes import NUM_CLASSES, fake_load_target
 
 RES = 16
