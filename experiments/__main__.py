@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(rest)
     try:
         if args.print_config:
-            print(resolved_config(verb, args), end="")
+            print(resolved_config(module, args), end="")
             return 0
         return int(module.run(args) or 0)
     except UserInputError as exc:

@@ -45,6 +45,13 @@ def _module(name: str):
     return import_optional(f"experiments.benchmarks.{name}")
 
 
+def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """``--print-config``: the parsed options (``--pipeline CONFIG`` is an option here)."""
+    from experiments.cli import options_config
+
+    return options_config(args)
+
+
 def run(args: argparse.Namespace) -> int:
     module = _module(args.bench)
     if module is None:

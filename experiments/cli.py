@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -76,7 +75,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 # --print-config
 
 
-def _options(args: argparse.Namespace) -> list[tuple[str, Any]]:
+def options_config(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """A verb without a config file: its parsed options are its config."""
     plain = (str, int, float, bool, type(None))
 
@@ -89,65 +88,19 @@ def _options(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return [("", yaml.safe_dump(opts, sort_keys=False))]
 
 
-def _run_config(args: argparse.Namespace) -> list[tuple[str, Any]]:
+def run_config(args: argparse.Namespace) -> list[tuple[str, Any]]:
     return [("", config_from_args(args))]
 
 
-def _tables(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from experiments.tables import TablesConfig
-
-    return [("", load_config(args.config, args.overrides, schema=TablesConfig))]
-
-
-def _vocab(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from experiments.vocab import LOOKUP
-
-    if args.target == LOOKUP:
-        return _options(args)
-    return [("", load_config(args.target, args.rest))]
-
-
-def _sweep(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """The spec with everything the command adds folded in, so it alone plans the same runs."""
-    from experiments.sweep import slurm_overrides
-    from experiments.sweep_spec import load_spec
-
-    spec = load_spec(args.spec)
-    extra = list(args.overrides)
-    if args.launcher == "slurm":
-        extra = [*slurm_overrides(spec), *extra]
-    spec.overrides = [*spec.overrides, *extra]  # expand() applies the command's right after
-    for tr in (*spec.transfers, *spec.baselines):
-        tr.overrides = [*tr.overrides, *args.transfer_set]
-    spec.runs_dir = args.runs_dir or spec.runs_dir
-    return [("", spec)]
-
-
-def _quickstart(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from experiments.quickstart import plan_from_args, pretrain_configs, transfer_configs
-
-    plan = plan_from_args(args)
-    pre = pretrain_configs(plan)
-    runs = {label: Path(cfg.runs_dir) / cfg.name for label, cfg in pre.items()}
-    configs = [*pre.values(), *transfer_configs(plan, runs, pre["hashtag"])]
-    return [(cfg.name, cfg) for cfg in configs]
-
-
-CONFIGS = {  # verb -> its resolved configs as (title, config); the rest: _run_config / _options
-    "tables": _tables,
-    "vocab": _vocab,
-    "sweep": _sweep,
-    "quickstart": _quickstart,
-    "bench": _options,
-    "predict": _options,
-}
-
-
-def resolved_config(verb: str, args: argparse.Namespace) -> str:
+def resolved_config(module: ModuleType, args: argparse.Namespace) -> str:
     """What ``--print-config`` prints: one YAML document per config (a ``# title`` above each
-    when there are several)."""
-    default = _run_config if hasattr(args, "config") and hasattr(args, "overrides") else _options
-    docs = CONFIGS.get(verb, default)(args)
+    when there are several). A verb module that resolves its configs its own way defines
+    ``resolved_configs(args) -> [(title, config)]``; otherwise a verb with a config file prints
+    it composed with its overrides, and one without prints its parsed options."""
+    default = (
+        run_config if hasattr(args, "config") and hasattr(args, "overrides") else options_config
+    )
+    docs = getattr(module, "resolved_configs", default)(args)
     texts = [(title, c if isinstance(c, str) else to_yaml(c)) for title, c in docs]
     if len(texts) == 1:
         return texts[0][1]

@@ -162,6 +162,15 @@ def transfer_configs(plan: Plan, pretrained: dict[str, Path], main: RunConfig) -
     return out
 
 
+def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """``--print-config``: every run's config, pretraining first."""
+    plan = plan_from_args(args)
+    pre = pretrain_configs(plan)
+    runs = {label: Path(cfg.runs_dir) / cfg.name for label, cfg in pre.items()}
+    configs = [*pre.values(), *transfer_configs(plan, runs, pre["hashtag"])]
+    return [(cfg.name, cfg) for cfg in configs]
+
+
 def run(args: argparse.Namespace) -> int:
     from experiments.pretrain import run_pretrain
     from experiments.transfer import run_transfer

@@ -18,6 +18,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -142,6 +143,20 @@ def slurm_overrides(spec: SweepSpec) -> list[str]:
     if s.gpus_per_node * s.nodes > 1:
         out.append("trainer.strategy=ddp")
     return out
+
+
+def resolved_configs(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``--print-config``: the spec with everything the command adds folded in, so it alone
+    plans the same runs."""
+    spec = load_spec(args.spec)
+    extra = list(args.overrides)
+    if args.launcher == "slurm":
+        extra = [*slurm_overrides(spec), *extra]
+    spec.overrides = [*spec.overrides, *extra]  # expand() applies the command's right after
+    for tr in (*spec.transfers, *spec.baselines):
+        tr.overrides = [*tr.overrides, *args.transfer_set]
+    spec.runs_dir = args.runs_dir or spec.runs_dir
+    return [("", spec)]
 
 
 def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int:

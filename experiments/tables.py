@@ -484,6 +484,11 @@ def build_all(cfg: TablesConfig, df: pd.DataFrame | None = None) -> dict[str, li
     return written
 
 
+def resolved_configs(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``--print-config``: the tables config with the command's overrides."""
+    return [("", load_config(args.config, args.overrides, schema=TablesConfig))]
+
+
 def run(args: argparse.Namespace) -> int:
     cfg: TablesConfig = load_config(args.config, args.overrides, schema=TablesConfig)
     for i, spec in enumerate([*cfg.tables, *cfg.figures, *cfg.scaling]):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -78,6 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a tag with several noun senses: first sense in the vocabulary, or drop",
     )
     look.add_argument("--vocab-file", default="", help="also give each tag's id in this vocab.tsv")
+
+
+def resolved_configs(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """``--print-config``: the data config a build reads, or a lookup's options."""
+    from experiments.cli import options_config
+
+    if args.target == LOOKUP:
+        return options_config(args)
+    return [("", load_config(args.target, args.rest))]
 
 
 def run(args: argparse.Namespace) -> int:
