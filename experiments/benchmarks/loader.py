@@ -279,13 +279,9 @@ def _compile_costs(sharded: Path, args) -> dict:
 def run_shards(args: argparse.Namespace) -> dict:
     folder, files = _prepare(Path(args.cache_dir), args.images, args.size)
     sharded = _prepare_shards(folder, files, args.size, args.shards)
-    one, many = _interleaved_rates(
-        [
-            _datamodule(folder, args).train_dataloader(),
-            _datamodule(sharded, args).train_dataloader(),
-        ],
-        args.epochs,
-    )
+    # kept alive to the end: a Loader dropped while another compiles trips numba's finalizers
+    loaders = [_datamodule(p, args).train_dataloader() for p in (folder, sharded)]
+    one, many = _interleaved_rates(loaders, args.epochs)
     return {
         "images": args.images,
         "stored_px": args.size,
@@ -299,6 +295,7 @@ def run_shards(args: argparse.Namespace) -> dict:
         "shards_over_one": round(many / one, 3),
         "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
         "compile": _compile_costs(sharded, args),
+        "loaders_compared": len(loaders),
     }
 
 
