@@ -8,10 +8,10 @@ Each benchmark is a module ``experiments.benchmarks.<name>`` with ``add_argument
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
-from experiments.cli import import_optional
 from experiments.rundir import atomic_write_json
 
 BENCHMARKS = {
@@ -36,13 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_ in BENCHMARKS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--out", default=f"runs/bench/{name}.json", help="where to save the figures")
-        module = _module(name)
-        if module is not None:
-            module.add_arguments(p)
+        _module(name).add_arguments(p)
 
 
 def _module(name: str):
-    return import_optional(f"experiments.benchmarks.{name}")
+    """``experiments.benchmarks.<name>``, imported when its benchmark is named."""
+    return importlib.import_module(f"experiments.benchmarks.{name}")
 
 
 def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -53,11 +52,7 @@ def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    module = _module(args.bench)
-    if module is None:
-        print(f"error: benchmark `{args.bench}` is not implemented yet in this checkout")
-        return 3
-    result = module.run(args)
+    result = _module(args.bench).run(args)
     atomic_write_json(Path(args.out), result)
     print(json.dumps(result, indent=2, default=str))
     print(f"saved to {args.out}")

@@ -14,7 +14,6 @@ Every verb (and every ``bench`` benchmark) also takes:
 from __future__ import annotations
 
 import argparse
-import importlib
 from types import ModuleType
 from typing import Any
 
@@ -105,17 +104,3 @@ def resolved_config(module: ModuleType, args: argparse.Namespace) -> str:
     if len(texts) == 1:
         return texts[0][1]
     return "".join(f"--- # {title}\n{text}" for title, text in texts)
-
-
-def import_optional(module_name: str) -> ModuleType | None:
-    """The module, or None when that very module does not exist.
-
-    An import error inside the module (a missing dependency of it) still raises. Only ``bench``
-    still asks for a module that may be missing; every verb is imported plainly.
-    """
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
