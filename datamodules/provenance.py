@@ -69,3 +69,19 @@ def provenance(
         "argv": list(sys.argv),
         "cwd": os.getcwd(),
     }
+
+
+def dpkg_version(package: str) -> str | None:
+    """A Debian package's installed version (``None`` when not installed or without dpkg)."""
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None

@@ -1,0 +1,74 @@
+"""Which evaluation sets the pretraining corpus is deduplicated against, and their images:
+``data.dedup_targets`` (target names, or folders of images) or the source's defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datamodules import sources
+from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+# evaluation sets each source is deduplicated against when data.dedup_targets is empty
+DEFAULT_DEDUP_TARGETS = {
+    "openclipart": ("openclipart_images", "openclipart_categories"),
+    "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
+    "manifest": (),
+    "webdataset": (),
+}
+
+
+def dedup_targets(data_cfg: Any) -> list[str]:
+    """Evaluation sets to deduplicate against: ``data.dedup_targets`` when the schema has it and
+    it is non-empty (target names, or folders of images), else the source's defaults."""
+    configured = list(data_cfg.dedup_targets)
+    if configured:
+        return configured
+    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source, ()))
+    if not data_cfg.holdout_categories:  # no held-out folders: that target does not exist
+        defaults = [t for t in defaults if t != "openclipart_categories"]
+    return defaults
+
+
+def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    ids, images = [], []
+    for p in files:
+        rec = TaggedImage(f"{folder.name}:{p.relative_to(folder)}", (), path=str(p))
+        try:
+            images.append(load_rgb(rec))
+        except CorruptImage:
+            continue
+        ids.append(rec.source_id)
+    return ids, images
+
+
+def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
+    """Yield (eval id, rgb) over every image (train and val splits) of every target."""
+    for target in targets:
+        folder = Path(target).expanduser()
+        if folder.is_dir():
+            ids, images = _folder_images(folder)
+            yield from zip(ids, images)
+            continue
+        ds = sources.load_target(
+            target,
+            root="",
+            image_size=int(data_cfg.image_size),
+            seed=seed,
+            cache_dir=data_cfg.cache_dir,
+            # the same world / held-out split as the pretraining corpus
+            holdout_fraction=float(data_cfg.holdout_fraction),
+            holdout_categories=tuple(data_cfg.holdout_categories),
+            synthetic_concepts=int(data_cfg.synthetic_concepts),
+            zipf_exponent=float(data_cfg.zipf_exponent),
+        )
+        for split_name, split in (("train", ds.train), ("val", ds.val)):
+            for i in range(len(split)):
+                rgb, label = split[i]
+                yield f"{target}:{split_name}:{i}:{ds.classes[label]}", rgb

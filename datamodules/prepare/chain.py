@@ -1,0 +1,127 @@
+"""The chain: ``ensure_prepared`` plans the four stage folders from the config and runs (or
+reuses) each in turn; ``prepared_dir`` names the final folder without building anything."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from datamodules import dedup, hashtags
+from datamodules.dedup_targets import DEFAULT_DEDUP_TARGETS
+from datamodules.errors import UserInputError
+from datamodules.launch import LAUNCHERS
+from datamodules.prepare.cache import (
+    DEDUP_FIELDS,
+    SCAN_FIELDS,
+    VOCAB_FIELDS,
+    WEBDATASET_FIELDS,
+    WRITE_FIELDS,
+    _build_atomically,
+    _log,
+    _source_fingerprint,
+    stage_key,
+)
+from datamodules.prepare.dedup_stage import _build_dedup
+from datamodules.prepare.labels import _build_vocab
+from datamodules.prepare.manifest import format_summary
+from datamodules.prepare.scan import build_scan_stage
+from datamodules.prepare.write import _build_prepared
+
+if TYPE_CHECKING:
+    from experiments.config import DataConfig
+
+
+def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
+    """Where ``ensure_prepared`` puts (or finds) the prepared data for this config and seed."""
+    return _plan(data_cfg, seed)["final"]
+
+
+def _plan(data_cfg: Any, seed: int) -> dict:
+    root = Path(data_cfg.cache_dir).expanduser() / "prepared"
+    scan_fields = SCAN_FIELDS + (WEBDATASET_FIELDS if data_cfg.source == "webdataset" else ())
+    scan_key = stage_key(data_cfg, scan_fields, _source_fingerprint(data_cfg))
+    vocab_key = stage_key(data_cfg, VOCAB_FIELDS, scan_key, hashtags.CATEGORY_NAME_RULE)
+    dedup_key = stage_key(data_cfg, DEDUP_FIELDS, scan_key, seed, dedup.MAX_THUMB_MAD)
+    final_key = stage_key(data_cfg, WRITE_FIELDS, vocab_key, dedup_key, seed)
+    return {
+        "scan": root / "stages" / f"scan-{scan_key}",
+        "vocab": root / "stages" / f"vocab-{vocab_key}",
+        "dedup": root / "stages" / f"dedup-{dedup_key}",
+        "final": root / f"{data_cfg.source}-{final_key}",
+    }
+
+
+def _check(data_cfg: Any, num_shards: int, launcher: str) -> None:
+    if data_cfg.source not in DEFAULT_DEDUP_TARGETS:
+        raise UserInputError(
+            f"data.source={data_cfg.source!r} is not known; use one of "
+            f"{', '.join(DEFAULT_DEDUP_TARGETS)}"
+        )
+    if launcher not in LAUNCHERS:
+        raise UserInputError(
+            f"launcher {launcher!r} is not known; use one of {', '.join(LAUNCHERS)}"
+        )
+    if num_shards < 1:
+        raise UserInputError(f"--num-shards={num_shards} must be >= 1")
+    if int(data_cfg.dedup_hamming) < 0 or int(data_cfg.dedup_hamming) > 64:
+        raise UserInputError(f"data.dedup_hamming={data_cfg.dedup_hamming} must be within 0..64")
+
+
+def ensure_prepared(
+    data_cfg: DataConfig,
+    seed: int,
+    progress: bool = True,
+    *,
+    num_shards: int | None = None,
+    launcher: str = "process",
+    launcher_options: dict | None = None,
+    summary: bool | None = None,
+) -> Path:
+    """The prepared folder for ``data_cfg`` and ``seed``, building the stages that are missing.
+
+    ``num_shards`` splits the scan (decode, hash, count tags) into that many source shards;
+    ``None`` = one per CPU core (at most 8) in a local process pool. ``launcher``: ``process``
+    (single machine), ``local`` (submitit LocalExecutor) or ``slurm`` (a submitit job array;
+    ``launcher_options``: partition, timeout_min, cpus_per_task, array_parallelism).
+    The shard count does not change any output, so it is not part of any key. ``summary``
+    (default: ``progress``) prints :func:`format_summary` to stderr after a build.
+    """
+    if num_shards is None:
+        num_shards = min(8, os.cpu_count() or 1)
+    _check(data_cfg, num_shards, launcher)
+    options = dict(launcher_options or {})
+    plan = _plan(data_cfg, seed)
+    final = plan["final"]
+    if (final / "manifest.json").is_file():
+        return final
+    stages: dict[str, dict] = {}
+
+    def stage(name: str, build: Callable[[Path], None]) -> Path:
+        path = plan[name]
+        reused = path.is_dir()
+        start = time.perf_counter()
+        if not reused:
+            _build_atomically(path, build)
+        seconds = round(time.perf_counter() - start, 3)
+        stages[name] = {"key": path.name, "reused": reused, "seconds": seconds}
+        _log(path.parent.parent / "stage_log.jsonl", name, path.name, reused, seconds)
+        return path
+
+    scan_dir = stage(
+        "scan", lambda out: build_scan_stage(data_cfg, out, num_shards, launcher, progress, options)
+    )
+    stage("vocab", lambda out: _build_vocab(data_cfg, scan_dir, out, progress))
+    stage("dedup", lambda out: _build_dedup(data_cfg, seed, scan_dir, out, progress))
+    stages["write"] = {"key": final.name, "reused": False, "seconds": 0.0}
+    _build_atomically(
+        final,
+        lambda out: _build_prepared(data_cfg, seed, plan, stages, out, progress, launcher, options),
+    )
+    _log(final.parent / "stage_log.jsonl", "write", final.name, False, stages["write"]["seconds"])
+    if progress if summary is None else summary:
+        print(format_summary(final), file=sys.stderr)
+    return final
