@@ -38,7 +38,7 @@ def _data(n: int, dim: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _path_s(x, y, classes: int, vector_threads: int | None) -> float:
-    from lightning_modules.linear_probe import PATH_MAX_ITER, fit_softmax_regression
+    from lightning_modules.softmax_regression import PATH_MAX_ITER, fit_softmax_regression
 
     start, model = time.perf_counter(), None
     for l2 in GRID:
