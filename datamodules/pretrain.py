@@ -94,6 +94,30 @@ def make_resampled_order(sampler: EpochSampler, rank: int, world_size: int):
     return ResampledOrder()
 
 
+def _batches_or_raise(iterator):
+    """FFCV's batches, but a loader thread that died raises here instead of hanging.
+
+    FFCV 1.0.2's producer thread (``EpochIterator.run``) only ever signals the end of an
+    epoch: when a batch raises inside it, the thread dies and ``__next__`` waits on its queue
+    forever (seen once in the suite, with no traceback reaching the caller). Before each
+    ``next`` this waits, in half-second slices, until a batch is queued or the thread is gone;
+    then ``next`` cannot block."""
+    queue = iterator.output_queue
+    while True:
+        with queue.not_empty:
+            while not queue._qsize():  # the mutex is held: qsize() would take it again
+                if not iterator.is_alive():
+                    raise RuntimeError(
+                        "FFCV's loader thread stopped without finishing the epoch (its "
+                        "exception is printed above by Python's thread hook); rerun to resume"
+                    )
+                queue.not_empty.wait(0.5)
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+
+
 class HashtagBatches:
     """The iterable Lightning gets: one FFCV Loader reused across epochs, yielding
     ``(images, labels)`` with label noise applied. ``len`` is the full epoch's batch count."""
@@ -127,7 +151,7 @@ class HashtagBatches:
             self.key.set_epoch(epoch)
         iterator = iter(self.loader)
         try:
-            for images, labels, sample_ids in iterator:
+            for images, labels, sample_ids in _batches_or_raise(iterator):
                 if self.train and dm.label_noise > 0:
                     labels = apply_label_noise(
                         labels,

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import queue
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +225,38 @@ def test_crops_and_flips_are_a_function_of_seed_epoch_and_sample(datamodule, pre
     epoch0 = _two_epochs(other_seed)[0]
     assert all(torch.equal(ya, yb) for (_, ya), (_, yb) in zip(first[0], epoch0))
     assert not any(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(first[0], epoch0))
+
+
+class _DyingProducer(threading.Thread):
+    """An FFCV-like epoch iterator: a thread fills ``output_queue``; it may die mid-epoch."""
+
+    def __init__(self, batches: int, dies: bool):
+        super().__init__(daemon=True)
+        self.output_queue: queue.Queue = queue.Queue(maxsize=2)
+        self.batches, self.dies = batches, dies
+        self.start()
+
+    def run(self):
+        for b in range(self.batches):
+            time.sleep(0.01)
+            self.output_queue.put(b)
+        if self.dies:
+            raise ValueError("a batch failed inside the loader thread")
+        self.output_queue.put(None)
+
+    def __next__(self):
+        item = self.output_queue.get()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def test_a_loader_thread_that_dies_raises_instead_of_hanging():
+    from datamodules.pretrain import _batches_or_raise
+
+    assert list(_batches_or_raise(_DyingProducer(5, dies=False))) == [0, 1, 2, 3, 4]
+    got = []
+    with pytest.raises(RuntimeError, match="loader thread stopped"):
+        for b in _batches_or_raise(_DyingProducer(3, dies=True)):
+            got.append(b)
+    assert got == [0, 1, 2]  # every batch made before the thread died, then the error
