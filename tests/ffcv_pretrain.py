@@ -81,6 +81,28 @@ def write_prepared(folder: Path, num_train: int = 512, num_val: int = 128, seed:
     return folder
 
 
+def pretrain_in_subprocess(
+    prepared: Path, runs_dir: Path, name: str, images: int, *overrides: str
+) -> dict:
+    """``python -m tests.ffcv_pretrain`` in a fresh process (FFCV state stays there); asserts it
+    exits 0 and returns the run's metrics.json."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    args = [str(prepared), str(runs_dir), name, str(images), *overrides]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.ffcv_pretrain", *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((Path(runs_dir) / name / "metrics.json").read_text())
+
+
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     from datamodules.pretrain import HashtagDataModule

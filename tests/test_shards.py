@@ -10,10 +10,7 @@ folder must be refused in one line naming the shard.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from scipy.stats import chi2_contingency
 from datamodules.errors import UserInputError
 from datamodules.pretrain import HashtagDataModule, make_resampled_order
 from experiments.config import DataConfig
+from tests.ffcv_pretrain import pretrain_in_subprocess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,18 +174,9 @@ def test_mid_epoch_resume_across_shard_boundaries_gives_the_same_batches(prepare
 
 
 def test_32_shards_pretrain_with_sqrt_resampling(prepared, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [str(prepared["many"]), str(tmp_path), "shards32", "640", "data.image_size=16"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.ffcv_pretrain", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    metrics = pretrain_in_subprocess(
+        prepared["many"], tmp_path, "shards32", 640, "data.image_size=16"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "shards32" / "metrics.json").read_text())
     assert metrics["status"] == "complete" and metrics["images_seen"] == 640
     assert metrics["axes"]["sampling"] == "sqrt"
 

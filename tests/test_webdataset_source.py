@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from datamodules.errors import UserInputError
 from datamodules.sources import open_source
 from datamodules.sources.base import CorruptImage, load_rgb
 from experiments.config import load_config
+from tests.ffcv_pretrain import pretrain_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "configs" / "data" / "webdataset_example.yaml"
@@ -132,15 +130,5 @@ def test_tars_prepare_in_parallel_and_pretrain(tars, tmp_path):
     assert len(manifest["train"]) == -(-stats["train"] // 40) >= 2
     vocab = (out / "vocab.tsv").read_text()
     assert all(tag in vocab for tag in TAGS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.ffcv_pretrain", str(out), str(tmp_path), "wds", "192"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "wds" / "metrics.json").read_text())
+    metrics = pretrain_in_subprocess(out, tmp_path, "wds", 192)
     assert metrics["status"] == "complete" and metrics["images_seen"] == 192
