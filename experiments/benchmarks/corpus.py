@@ -59,18 +59,22 @@ def run(args: argparse.Namespace) -> dict:
     from datamodules.prepare import ensure_prepared, prepared_dir
     from datamodules.pretrain import HashtagDataModule
 
+    def prepare_timed():
+        """(prepared folder, seconds, its manifest, whether it existed before)."""
+        existed = (prepared_dir(cfg, 0) / "manifest.json").is_file()
+        start = time.perf_counter()
+        folder = ensure_prepared(
+            cfg,
+            0,
+            progress=True,
+            num_shards=args.processes,
+            launcher_options={"workers": args.processes},
+        )
+        manifest = json.loads((folder / "manifest.json").read_text())
+        return folder, time.perf_counter() - start, manifest, existed
+
     cfg = _config(args)
-    existed = (prepared_dir(cfg, 0) / "manifest.json").is_file()
-    start = time.perf_counter()
-    folder = ensure_prepared(
-        cfg,
-        0,
-        progress=True,
-        num_shards=args.processes,
-        launcher_options={"workers": args.processes},
-    )
-    prepare_s = time.perf_counter() - start
-    manifest = json.loads((folder / "manifest.json").read_text())
+    folder, prepare_s, manifest, existed = prepare_timed()
     first_pass = None
     if len(manifest["train"]) != args.shards:  # unlabeled images made fewer training images
         first_pass = {
@@ -79,17 +83,8 @@ def run(args: argparse.Namespace) -> dict:
             "stages_s": {k: v["seconds"] for k, v in manifest["stats"]["stages"].items()},
         }
         cfg.shard_size = -(-int(manifest["num_train"]) // args.shards)
-        existed = (prepared_dir(cfg, 0) / "manifest.json").is_file()
-        start = time.perf_counter()
-        folder = ensure_prepared(  # scan, vocab and dedup are reused: the write stage only
-            cfg,
-            0,
-            progress=True,
-            num_shards=args.processes,
-            launcher_options={"workers": args.processes},
-        )
-        prepare_s = time.perf_counter() - start
-        manifest = json.loads((folder / "manifest.json").read_text())
+        # scan, vocab and dedup are reused: the write stage only
+        folder, prepare_s, manifest, existed = prepare_timed()
 
     start = time.perf_counter()
     dm = HashtagDataModule(cfg, seed=0, prepared_dir=folder)
