@@ -72,6 +72,18 @@ class Signatures:
         )
 
     @classmethod
+    def from_rows(cls, rows: Sequence[tuple[bytes, int, np.ndarray, bool]]) -> Signatures:
+        """Signatures from :func:`signature` rows, in order."""
+        if not rows:
+            return cls.empty()
+        return cls(
+            exact=np.stack([np.frombuffer(r[0], np.uint8) for r in rows]),
+            hash64=np.asarray([r[1] for r in rows], dtype=np.uint64),
+            thumb=np.stack([r[2] for r in rows]).astype(np.uint8),
+            informative=np.asarray([r[3] for r in rows], dtype=bool),
+        )
+
+    @classmethod
     def concat(cls, parts: Sequence[Signatures]) -> Signatures:
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -129,15 +141,7 @@ def signature(rgb: np.ndarray) -> tuple[bytes, int, np.ndarray, bool]:
 
 def compute_signatures(images: Iterable[np.ndarray]) -> Signatures:
     """Signatures of a stream of RGB uint8 images (in order)."""
-    rows = [signature(rgb) for rgb in images]
-    if not rows:
-        return Signatures.empty()
-    return Signatures(
-        exact=np.stack([np.frombuffer(r[0], np.uint8) for r in rows]),
-        hash64=np.asarray([r[1] for r in rows], dtype=np.uint64),
-        thumb=np.stack([r[2] for r in rows]).astype(np.uint8),
-        informative=np.asarray([r[3] for r in rows], dtype=bool),
-    )
+    return Signatures.from_rows([signature(rgb) for rgb in images])
 
 
 @dataclass

@@ -27,16 +27,7 @@ def _build_dedup(data_cfg: Any, seed: int, scan_dir: Path, out: Path, progress: 
         eval_sigs.append(dedup.signature(rgb))
         bar.update()
     bar.close()
-    evals = (
-        dedup.Signatures(
-            exact=np.stack([np.frombuffer(s[0], np.uint8) for s in eval_sigs]),
-            hash64=np.asarray([s[1] for s in eval_sigs], np.uint64),
-            thumb=np.stack([s[2] for s in eval_sigs]).astype(np.uint8),
-            informative=np.asarray([s[3] for s in eval_sigs], bool),
-        )
-        if eval_sigs
-        else dedup.Signatures.empty()
-    )
+    evals = dedup.Signatures.from_rows(eval_sigs)
     matches = dedup.find_near_duplicates(train, evals, hamming=int(data_cfg.dedup_hamming))
     report = dedup.dedup_report(
         matches,

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from datamodules import dedup, hashtags, sources
@@ -65,16 +64,7 @@ def scan_shard(
     with open(f"{prefix}.jsonl", "w", encoding="utf-8") as fh:
         for row in kept:
             fh.write(json.dumps(row) + "\n")
-    signatures = (
-        dedup.Signatures(
-            exact=np.stack([np.frombuffer(s[0], np.uint8) for s in sigs]),
-            hash64=np.asarray([s[1] for s in sigs], np.uint64),
-            thumb=np.stack([s[2] for s in sigs]).astype(np.uint8),
-            informative=np.asarray([s[3] for s in sigs], bool),
-        )
-        if sigs
-        else dedup.Signatures.empty()
-    )
+    signatures = dedup.Signatures.from_rows(sigs)
     signatures.save(f"{prefix}.npz")
     _write_json(
         Path(f"{prefix}.meta.json"),
