@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.environ.get("ROOT") or os.path.dirname(os.path.dirname(__file__)))
+ROOT = os.environ.get("ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
@@ -37,14 +38,7 @@ from lightning_modules.features import (  # noqa: E402
 from lightning_modules.linear_probe import linear_probe  # noqa: E402
 from tests.synthetic_pretrain import SyntheticTagsDataModule  # noqa: E402
 
-RX_TINY = [
-    "model.layers=[1,1,1,1]",
-    "model.groups=8",
-    "model.width_per_group=8",
-    "model.base_planes=32",
-    "model.stem_width=32",
-    "model.small_input=false",
-]
+RX_TINY = os.path.join(ROOT, "configs", "model", "rx-tiny.yaml")  # the model the sweeps use
 CLASSES = 50
 
 
@@ -78,12 +72,11 @@ def main() -> None:
     for n in sizes:
         start = time.time()
         cfg = load_config(
-            None,
+            RX_TINY,
             [
                 f"runs_dir={tmp}",
                 f"name=pre{n}",
                 "logging.wandb=false",
-                *RX_TINY,
                 "data.batch_size=64",
                 f"schedule.images_seen={seen}",
                 "schedule.warmup_images=1000",

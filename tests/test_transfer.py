@@ -332,21 +332,12 @@ def test_hashtag_pretrained_features_beat_random_on_synthetic_in(tmp_path):
     from tests.synthetic_pretrain import SyntheticTagsDataModule
 
     size, cpu = 32, torch.device("cpu")
-    model = [
-        "model.layers=[1,1,1,1]",
-        "model.groups=8",
-        "model.width_per_group=8",
-        "model.base_planes=32",
-        "model.stem_width=32",
-        "model.small_input=false",
-    ]
     cfg = load_config(
-        None,
+        "configs/model/rx-tiny.yaml",
         [
             f"runs_dir={tmp_path}",
             "name=pre",
             "logging.wandb=false",
-            *model,
             "data.batch_size=32",
             "schedule.images_seen=9600",
             "schedule.warmup_images=320",
