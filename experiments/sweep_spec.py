@@ -59,6 +59,11 @@ class TransferSpec:
     overrides: list[str] = field(default_factory=list)
     label: str = ""  # short name appended to the pretraining run's name; "" = config stem
 
+    @property
+    def name(self) -> str:
+        """The label, or the config file's stem when there is none."""
+        return self.label or Path(self.config).stem
+
 
 @dataclass
 class SweepSpec:
@@ -156,12 +161,12 @@ def validate_spec(spec: SweepSpec, where: str = "sweep") -> None:
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
         raise UserInputError(f"{where}: zip lists must have equal lengths, got {detail}")
-    labels = [tr.label or Path(tr.config).stem for tr in spec.transfers]
-    baseline_labels = [tr.label or Path(tr.config).stem for tr in spec.baselines]
-    if len(set(labels)) != len(labels) or len(set(baseline_labels)) != len(baseline_labels):
-        raise UserInputError(
-            f"{where}: two transfers share the label {labels}; give each a distinct `label:`"
-        )
+    for section in ("transfers", "baselines"):
+        labels = [tr.name for tr in getattr(spec, section)]
+        if len(set(labels)) != len(labels):
+            raise UserInputError(
+                f"{where}: two {section} share the label {labels}; give each a distinct `label:`"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +320,7 @@ def expand(
         full = (*overrides, f"name={name}", f"runs_dir={out_dir}")
         transfers = []
         for tr in spec.transfers:
-            label = tr.label or Path(tr.config).stem
+            label = tr.name
             tname = f"{name}__{label}"
             transfers.append(
                 PlannedTransfer(
@@ -354,7 +359,7 @@ def _baselines(
     for tr in spec.baselines:
         overrides = [*tr.overrides, *transfer_overrides, f"seed={seed}", "pretrained="]
         model = load_config(tr.config, overrides).model.name
-        name = f"random-{model}__{tr.label or Path(tr.config).stem}_seed-{seed}"
+        name = f"random-{model}__{tr.name}_seed-{seed}"
         full = (*overrides, f"name={name}", f"runs_dir={out_dir}")
         out.append(PlannedTransfer(name=name, config=tr.config, overrides=full))
     return out
