@@ -231,7 +231,7 @@ class HashtagDataModule(L.LightningDataModule):
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         from datamodules.shards import check_train_shards
 
-        full = bool(getattr(self.data_cfg, "verify_checksums", False))
+        full = bool(self.data_cfg.verify_checksums)
         self.train_paths = check_train_shards(folder, manifest, full=full)
         self.train_path = self.train_paths[0]  # the first shard (one-shard callers)
         self.val_path = folder / manifest["val"]["file"]
