@@ -12,6 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
+from experiments.cli import options_config
 from experiments.rundir import atomic_write_json
 
 BENCHMARKS = {
@@ -44,11 +45,9 @@ def _module(name: str):
     return importlib.import_module(f"experiments.benchmarks.{name}")
 
 
-def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """``--print-config``: the parsed options (``--pipeline CONFIG`` is an option here)."""
-    from experiments.cli import options_config
-
-    return options_config(args)
+# --print-config prints the parsed options: `bench train --pipeline CONFIG k=v` has a config and
+# overrides, yet its config is its options
+resolved_configs = options_config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,13 +63,6 @@ def predict(checkpoint: str, images: list[str], top_k: int = 5) -> list[list[tup
     ]
 
 
-def resolved_configs(args: argparse.Namespace) -> list[tuple[str, object]]:
-    """``--print-config``: the parsed options (predict has no config file)."""
-    from experiments.cli import options_config
-
-    return options_config(args)
-
-
 def run(args: argparse.Namespace) -> int:
     results = predict(args.checkpoint, args.images, args.top_k)
     for path, tags in zip(args.images, results):
