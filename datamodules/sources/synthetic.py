@@ -577,7 +577,7 @@ class SyntheticWorld:
         """0-2 untagged plain shapes of random shape, hue, aspect and pose."""
         out = []
         for _ in range(CLUTTER_COUNTS[int(rng.integers(len(CLUTTER_COUNTS)))]):
-            r = rng.random(12)
+            r = rng.random(12)  # r[10:] unused, kept: the committed mini results drew 12
             in_front = bool(r[0] < P_CLUTTER_IN_FRONT)
             radius = (0.08 + 0.12 * r[1]) if in_front else (0.12 + 0.23 * r[1])
             look = Signature(
