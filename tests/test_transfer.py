@@ -280,8 +280,8 @@ def test_finetune_run_end_to_end(fake_files):
         tmp,
         f"pretrained={pre}",
         "transfer.protocol=finetune",
-        "transfer.images_seen=640",
-        "transfer.lr=0.1",
+        "transfer.images_seen=1280",
+        "transfer.lr=0.05",
         "transfer.backbone_lr_mult=1.0",
     )
     run = run_transfer(cfg)
@@ -292,8 +292,10 @@ def test_finetune_run_end_to_end(fake_files):
         "pre",
         AXES,
     )
-    assert metrics["protocol"] == "finetune" and metrics["finetune"]["steps"] == 20
-    assert metrics["top1"] > 0.5  # chance is 0.25
+    assert metrics["protocol"] == "finetune" and metrics["finetune"]["steps"] == 40
+    # lr 0.1 over 20 steps diverged (loss 17) and ended at chance or 1.0 by thread count; this
+    # schedule reaches 1.0 with 1 and 2 threads
+    assert metrics["top1"] > 0.9  # chance is 0.25
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
