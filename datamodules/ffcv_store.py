@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from datamodules.data_config import WRITE_MODES
 from datamodules.errors import UserInputError
 
 if TYPE_CHECKING:
     from datamodules.ffcv_augment import EpochKey
 
-WRITE_MODES = ("jpg", "raw", "smart")
 # write_mode=smart: JPEG only for images whose raw pixels exceed this many bytes (a 96x96 RGB
 # image). Small images are cheaper to copy raw than to decode, and cost little disk.
 SMART_THRESHOLD_BYTES = 96 * 96 * 3

@@ -38,15 +38,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from datamodules.data_config import AMBIGUITY_RULES, VOCABS
 from datamodules.io import atomic_write_json
-from datamodules.lexicon import AMBIGUITY_RULES, VOCABS, get_lexicon
+from datamodules.lexicon import get_lexicon
 from datamodules.tagtext import extract_hashtags, image_tags, normalize, unique_normalized
 from datamodules.vocab_build import build_vocabulary, build_vocabulary_from_config, zipf_fit
 from datamodules.vocabulary import Vocabulary
 from datamodules.wordnet import WordNet, load_wordnet
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig
+    from datamodules.data_config import DataConfig
 
 __all__ = [
     "AMBIGUITY_RULES",

@@ -27,12 +27,10 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
+from datamodules.data_config import AMBIGUITY_RULES
 from datamodules.errors import UserInputError
 from datamodules.tagtext import normalize
 from datamodules.wordnet import WordNet, load_wordnet
-
-VOCABS = ("in1k", "wordnet", "raw")
-AMBIGUITY_RULES = ("first_sense", "drop")
 
 # statuses of a hashtag that names something in the synset set
 UNAMBIGUOUS = "unambiguous"

@@ -57,7 +57,7 @@ from datamodules.sampling import (
 )
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig
+    from datamodules.data_config import DataConfig
 
 BATCHES_AHEAD = 3
 

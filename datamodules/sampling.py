@@ -67,11 +67,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from datamodules.data_config import COMBINE_MODES, NOISE_DISTS, SAMPLING_MODES
 from datamodules.errors import UserInputError
 
-SAMPLING_MODES = ("natural", "sqrt", "uniform")
-COMBINE_MODES = ("mean", "max", "sum")
-NOISE_DISTS = ("natural", "uniform")
 _EXPONENT = {"natural": 1.0, "sqrt": 0.5, "uniform": 0.0}
 DRAW_BLOCK = 1 << 16  # images per block of the blockwise draw
 DRAW_CHUNK = 1 << 18  # output positions per chunk (shuffled in cache)

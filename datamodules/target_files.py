@@ -27,7 +27,8 @@ from datamodules.ffcv_store import run_in_fresh_process, write_target_beton
 from datamodules.io import atomic_write_json
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig, TransferConfig
+    from datamodules.data_config import DataConfig
+    from datamodules.transfer_config import TransferConfig
 
 TARGETS_SUBDIR = "targets"
 META_FILE = "meta.json"

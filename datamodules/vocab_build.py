@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from datamodules.data_config import AMBIGUITY_RULES, VOCABS
 from datamodules.errors import UserInputError
 from datamodules.lexicon import (
-    AMBIGUITY_RULES,
     LATER_SENSE,
     NOT_A_NOUN,
     OUTSIDE,
     UNAMBIGUOUS,
-    VOCABS,
     Lexicon,
     check_choice,
     get_lexicon,
@@ -38,7 +37,7 @@ from datamodules.vocabulary import Vocabulary
 from datamodules.wordnet import WordNet
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig
+    from datamodules.data_config import DataConfig
 
 _EXAMPLES = 20  # most frequent examples listed per drop reason in the report
 

@@ -195,13 +195,16 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
     import lightning as L
 
     from lightning_modules.backbones import load_weights
+    from lightning_modules.model_config import LOSS_NAMES
     from lightning_modules.optim import num_steps, total_images
     from lightning_modules.pretrain import HashtagPretrainer, global_batch_size, per_device_batch
 
     if cfg.schedule.accumulate < 1:
         raise UserInputError("schedule.accumulate must be >= 1")
-    if cfg.model.loss not in ("softmax", "sigmoid"):
-        raise UserInputError(f"model.loss must be softmax or sigmoid, got '{cfg.model.loss}'")
+    if cfg.model.loss not in LOSS_NAMES:
+        raise UserInputError(
+            f"model.loss must be one of {', '.join(LOSS_NAMES)}, got '{cfg.model.loss}'"
+        )
     run, parent, mode = _plan_run(cfg)
     if run.is_complete():
         if parent is not None:

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from datamodules.errors import UserInputError
+from datamodules.transfer_config import FEATURE_KINDS, PROTOCOLS
 from experiments.cli import add_config_arguments, config_from_args
-from experiments.config import RunConfig
+from experiments.config import DataConfig, RunConfig
 from experiments.loggers import run_loggers
 from experiments.rundir import RunDir
 
-PROTOCOLS = ("linear", "finetune")
 TARGET_SEED = 0  # every seed and every network is evaluated on the same target images
 
 
@@ -59,8 +59,6 @@ def default_run_name(cfg: RunConfig) -> str:
 
 
 def _check_config(cfg: RunConfig) -> None:
-    from lightning_modules.features import FEATURE_KINDS
-
     t = cfg.transfer
     if t.protocol not in PROTOCOLS:
         raise UserInputError(f"transfer.protocol={t.protocol!r}: use one of {', '.join(PROTOCOLS)}")
@@ -295,8 +293,6 @@ def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
     records its split (:func:`lightning_modules.checkpoints.heldout_split`); where the transfer
     config leaves a setting at the schema default it is taken from the run, and an explicit
     different value is refused in one line."""
-    from experiments.config import DataConfig
-
     data = cfg.data
     if not (pretrain_heldout and cfg.transfer.target.startswith("openclipart")):
         return data

@@ -26,7 +26,7 @@ from lightning_modules.backbones import build_resnext
 from lightning_modules.published_weights import find_file, known_labels, lookup, model_for
 
 if TYPE_CHECKING:
-    from experiments.config import ModelConfig
+    from lightning_modules.model_config import ModelConfig
 
 
 @dataclass

@@ -22,7 +22,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from datamodules.errors import UserInputError
 
 if TYPE_CHECKING:
-    from experiments.config import ModelConfig
+    from lightning_modules.model_config import ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -20,7 +20,7 @@ from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, load_state_dict_file, load_weights
 
 if TYPE_CHECKING:
-    from experiments.config import ModelConfig
+    from lightning_modules.model_config import ModelConfig
 
 STRUCTURE = ("layers", "groups", "width_per_group", "stem_width", "small_input")
 

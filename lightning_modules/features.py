@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -28,15 +28,26 @@ from tqdm.auto import tqdm
 from datamodules.errors import UserInputError
 from datamodules.io import atomic_write_bytes
 from datamodules.transfer import TargetDataModule
+from datamodules.transfer_config import FEATURE_KINDS
 from lightning_modules.backbones import extract_features, feature_dim, normalize_images
 from lightning_modules.linear_probe import outer_folds
 
 if TYPE_CHECKING:
+    from datamodules.data_config import DataConfig
     from datamodules.transfer import TargetFiles
-    from experiments.config import RunConfig
+    from datamodules.transfer_config import TransferConfig
     from lightning_modules.backbone_loading import Backbone
 
-FEATURE_KINDS = ("last", "all")
+
+class RunConfig(Protocol):
+    """What feature extraction reads of a run config (``experiments.config.RunConfig`` is one):
+    the transfer section, the loader's workers and the cache folder, the seed."""
+
+    seed: int
+    data: DataConfig
+    transfer: TransferConfig
+
+
 BN_RECALIBRATION_IMAGES = 2048
 FEATURE_CACHE_VERSION = 2  # 2: every-stage features, `last` sliced from them
 

@@ -42,6 +42,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lightning_modules.model_config import LOSS_NAMES
+
 
 def unique_label_mask(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted labels [B, W] (long) and a mask of the valid, first-occurrence entries."""
@@ -94,7 +96,6 @@ def multilabel_sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch
     return per_image.mean()
 
 
-SIGMOID_PRIORS = ("frequency", "uniform", "none")
 
 
 def prior_probabilities(counts, num_images: int, prior: str = "frequency") -> torch.Tensor:
@@ -125,7 +126,7 @@ def expected_sigmoid_loss(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.log() + (1 - p) * (1 - p).log()).sum()
 
 
-LOSSES = {"softmax": multilabel_softmax_loss, "sigmoid": multilabel_sigmoid_loss}
+LOSSES = dict(zip(LOSS_NAMES, (multilabel_softmax_loss, multilabel_sigmoid_loss), strict=True))
 
 
 def get_loss(name: str):

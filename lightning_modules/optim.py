@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from datamodules.errors import UserInputError
+from lightning_modules.model_config import DECAYS
 
 if TYPE_CHECKING:
-    from experiments.config import OptimConfig, ScheduleConfig
+    from lightning_modules.model_config import OptimConfig, ScheduleConfig
 
 
 def param_groups(net: nn.Module, weight_decay: float, exclude_bn_bias: bool) -> list[dict]:
@@ -139,9 +140,9 @@ def build_scheduler(
         start = optim_cfg.reference_batch / global_batch
     else:
         start = 0.0
-    if schedule_cfg.decay not in ("step", "cosine", "none"):
+    if schedule_cfg.decay not in (*DECAYS, "none"):  # "none": fine-tuning's constant tail
         raise UserInputError(
-            f"schedule.decay must be 'step', 'cosine' or 'none', got '{schedule_cfg.decay}'"
+            f"schedule.decay must be one of {', '.join(DECAYS)}, got '{schedule_cfg.decay}'"
         )
 
     def factor(step: int) -> float:

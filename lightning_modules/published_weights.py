@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING
 
 from datamodules.errors import UserInputError
 
+MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
+
 if TYPE_CHECKING:
-    from experiments.config import ModelConfig
+    from lightning_modules.model_config import ModelConfig
 
 WEIGHTS_DIR_ENV = "WSL_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = "~/.cache/wsl-scale/weights"
@@ -120,9 +122,12 @@ def find_file(entry: PublishedWeights) -> Path:
 
 def model_config(entry: PublishedWeights, base: ModelConfig) -> ModelConfig:
     """``base`` with the architecture of ``entry``'s ``configs/model`` YAML."""
-    from experiments.config import CONFIGS_DIR, load_config
+    from omegaconf import OmegaConf
 
-    published = load_config(CONFIGS_DIR / "model" / entry.model_yaml).model
+    from lightning_modules.model_config import ModelConfig
+
+    yaml = OmegaConf.load(MODEL_CONFIGS_DIR / entry.model_yaml)  # a `model:` section, no defaults
+    published = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), yaml.model))
     return dataclasses.replace(base, **{k: getattr(published, k) for k in ARCH_FIELDS})
 
 

@@ -51,7 +51,7 @@ WRITE_FIELDS = ("scale", "val_fraction", "max_labels", "jpeg_quality", "write_mo
 
 
 def _field(data_cfg: Any, name: str) -> Any:
-    value = getattr(data_cfg, name, None)
+    value = getattr(data_cfg, name)  # a misspelled field fails here, never hashes as None
     return list(value) if isinstance(value, list | tuple) else value
 
 

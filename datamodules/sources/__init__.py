@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from datamodules.data_config import SOURCES
 from datamodules.errors import UserInputError
 from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
 from datamodules.sources.targets import TARGETS, TargetDataset, load_target
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig
+    from datamodules.data_config import DataConfig
 
-SOURCES = ("openclipart", "synthetic", "manifest", "webdataset")
 # The synthetic corpus is a dataset, not a run: runs with different `seed` values (init,
 # sampling) see the same images. Target tasks use other random streams (no overlap).
 SYNTHETIC_CORPUS_SEED = 0

@@ -17,8 +17,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from datamodules.data_config import VOCABS
 from datamodules.hashtags import build_vocabulary, count_tags, label_all, normalize
-from datamodules.lexicon import VOCABS
 from datamodules.wordnet import load_wordnet
 from experiments.config import DataConfig
 

@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from datamodules.data_config import WRITE_MODES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=16000, help="images to write")
     parser.add_argument("--size", type=int, default=128, help="image side in px")
     parser.add_argument("--workers", type=int, default=2, help="FFCV writer processes (cores)")
-    parser.add_argument("--write-mode", default="jpg", choices=("jpg", "raw", "smart"))
+    parser.add_argument("--write-mode", default="jpg", choices=WRITE_MODES)
     parser.add_argument("--jpeg-quality", type=int, default=90)
     parser.add_argument("--max-labels", type=int, default=8)
     parser.add_argument(
