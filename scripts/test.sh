@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 # both cores: one worker per core, each test file on one worker (module fixtures stay shared)
-OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"
+OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=20 "$@"
