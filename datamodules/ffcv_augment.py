@@ -56,7 +56,7 @@ from datamodules.errors import UserInputError
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-# xored into the seed: these streams never coincide with label noise's (datamodules.sampling)
+# xored into the seed: these streams never coincide with label noise's (datamodules.label_noise)
 _SALT = np.uint64(0x243F6A8885A308D3)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2^-53
 _U64 = 0xFFFFFFFFFFFFFFFF

@@ -1,4 +1,5 @@
-"""FFCV .beton files for this project: field layouts, writers and the loader pipelines.
+"""FFCV .beton files for this project: field layouts and writers. Reading them (loader
+pipelines, label rows) is :mod:`datamodules.ffcv_read`.
 
 Hashtag files hold, per image: ``image`` (RGBImageField), ``labels`` (NDArrayField int32 of
 width ``max_labels`` padded with -1: variable-length hashtag ids in a fixed-width slot),
@@ -11,10 +12,6 @@ Writers go through a temporary name and rename, so a file that exists is complet
 :func:`run_in_fresh_process`. Two further guards keep a bad input from hanging a write: an item
 that raises is recorded and fails the write with its traceback (FFCV itself would wait forever
 for the missing sample), and a watchdog interrupts the write when every worker died.
-
-The read side builds FFCV pipelines: uint8 NCHW images leave the loader (normalisation happens
-on the accelerator, in the LightningModule); ``ToDevice`` only when a CUDA device is given.
-Training crops and flips are seeded by an epoch key (:mod:`datamodules.ffcv_augment`).
 """
 
 from __future__ import annotations
@@ -28,22 +25,19 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import torch
 
 from datamodules.data_config import WRITE_MODES
 from datamodules.errors import UserInputError
 
-if TYPE_CHECKING:
-    from datamodules.ffcv_augment import EpochKey
+# re-exported: tests/test_prepare.py imports read_labels from here
+from datamodules.ffcv_read import read_labels as read_labels
 
 # write_mode=smart: JPEG only for images whose raw pixels exceed this many bytes (a 96x96 RGB
 # image). Small images are cheaper to copy raw than to decode, and cost little disk.
 SMART_THRESHOLD_BYTES = 96 * 96 * 3
-# Validation center crop: crop side / shorter image side (the usual 224/256).
-DEFAULT_CENTER_CROP_RATIO = 224 / 256
 PAD_LABEL = -1
 _PLACEHOLDER_IMAGE = np.zeros((8, 8, 3), dtype=np.uint8)
 _WATCHDOG_GRACE_S = 30.0
@@ -330,123 +324,3 @@ def _call_with_fork_default(fn: Callable, args: tuple, kwargs: dict):
     if os.name == "posix":
         multiprocessing.set_start_method("fork", force=True)
     return fn(*args, **kwargs)
-
-
-# --------------------------------------------------------------------------------------------
-# readers
-# --------------------------------------------------------------------------------------------
-def _gpu(device: torch.device | str | None) -> torch.device | None:
-    if device is None:
-        return None
-    device = torch.device(device)
-    return device if device.type == "cuda" else None
-
-
-def _tensor_tail(device: torch.device | str | None) -> list:
-    from ffcv.transforms import ToDevice, ToTensor
-
-    gpu = _gpu(device)
-    return [ToTensor()] + ([ToDevice(gpu, non_blocking=True)] if gpu is not None else [])
-
-
-def train_image_pipeline(
-    resolution: int,
-    device: torch.device | str | None = None,
-    min_scale: float = 0.08,
-    key: EpochKey | None = None,
-    first_sample_id: int = 0,
-) -> list:
-    """Random resized crop (scale min_scale-1, ratio 3/4-4/3) + horizontal flip -> uint8 NCHW.
-
-    ``key`` (a :class:`datamodules.ffcv_augment.EpochKey`): crop and flip are a hash of (its seed
-    and epoch, sample id = ``first_sample_id`` + row); None: FFCV's unseeded draws."""
-    from ffcv.fields.rgb_image import RandomResizedCropRGBImageDecoder
-    from ffcv.transforms import ToTorchImage
-
-    from datamodules.ffcv_augment import (
-        DEFAULT_RATIO,
-        InPlaceRandomHorizontalFlip,
-        SeededRandomResizedCropRGBImageDecoder,
-        check_crop,
-    )
-
-    size, scale = (int(resolution), int(resolution)), (float(min_scale), 1.0)
-    check_crop(scale, DEFAULT_RATIO)
-    if key is None:
-        decoder = RandomResizedCropRGBImageDecoder(size, scale=scale, ratio=DEFAULT_RATIO)
-    else:
-        decoder = SeededRandomResizedCropRGBImageDecoder(
-            size, key, scale=scale, ratio=DEFAULT_RATIO, first_sample_id=first_sample_id
-        )
-    return [
-        decoder,
-        InPlaceRandomHorizontalFlip(key=key, first_sample_id=first_sample_id),
-        *_tensor_tail(device),
-        ToTorchImage(),
-    ]
-
-
-def val_image_pipeline(
-    resolution: int,
-    device: torch.device | str | None = None,
-    ratio: float = DEFAULT_CENTER_CROP_RATIO,
-) -> list:
-    """Deterministic center crop (side = ratio x shorter side) resized -> uint8 NCHW."""
-    from ffcv.fields.rgb_image import CenterCropRGBImageDecoder
-    from ffcv.transforms import ToTorchImage
-
-    return [
-        CenterCropRGBImageDecoder((int(resolution), int(resolution)), ratio),
-        *_tensor_tail(device),
-        ToTorchImage(),
-    ]
-
-
-def labels_pipeline(device: torch.device | str | None = None) -> list:
-    """Padded int32 label ids [B, max_labels]."""
-    from ffcv.fields.decoders import NDArrayDecoder
-
-    return [NDArrayDecoder(), *_tensor_tail(device)]
-
-
-def int_pipeline(device: torch.device | str | None = None) -> list:
-    """A scalar IntField as int64 [B] (sample ids, class labels)."""
-    from ffcv.fields.decoders import IntDecoder
-    from ffcv.transforms import Squeeze
-
-    return [IntDecoder(), *_tensor_tail(device), Squeeze(1)]
-
-
-def read_field_names(path: str | Path) -> list[str]:
-    """The field names stored in a .beton (to check a file is the layout expected)."""
-    from ffcv.reader import Reader
-
-    return list(Reader(str(path)).field_names)
-
-
-def read_labels(path: str | Path, chunk: int = 1 << 20) -> np.ndarray:
-    """All padded label rows of a hashtag .beton as int32 [N, max_labels], without decoding
-    images and without compiling a Loader: FFCV stores each NDArrayField value at the absolute
-    file offset kept in the sample's metadata, so this is a memory-mapped gather."""
-    return np.concatenate(list(iter_label_chunks(path, chunk)))
-
-
-def iter_label_chunks(path: str | Path, chunk: int = 1 << 20):
-    """Yield the padded label rows of a hashtag .beton in order, ``chunk`` samples at a time
-    (int32 [<=chunk, max_labels]); memory stays O(chunk) for any file size."""
-    from ffcv.reader import Reader
-
-    reader = Reader(str(path))
-    if "labels" not in reader.handlers:
-        raise UserInputError(f"{path} has no `labels` field (fields: {reader.field_names})")
-    field = reader.handlers["labels"]
-    width = int(np.prod(field.shape))
-    nbytes = width * np.dtype(field.dtype).itemsize
-    # metadata columns are unnamed ("f0", "f1", ...) in field order
-    ptrs = reader.metadata[f"f{reader.field_names.index('labels')}"]
-    data = np.memmap(str(path), dtype=np.uint8, mode="r")
-    offsets = np.arange(nbytes, dtype=np.uint64)
-    for start in range(0, len(ptrs), chunk):
-        rows = ptrs[start : start + chunk].astype(np.uint64)
-        raw = data[rows[:, None] + offsets[None, :]]
-        yield raw.view(field.dtype).reshape(len(rows), width).astype(np.int32, copy=False)

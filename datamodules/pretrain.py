@@ -5,12 +5,12 @@ on the GPU when the trainer has one; normalisation happens in the LightningModul
 tensors live in FFCV's ring buffer: they stay valid for ``batches_ahead`` further batches, so
 clone anything kept longer.
 
-Epochs. Each training epoch is ``num_train`` images drawn by :mod:`datamodules.sampling`
+Epochs. Each training epoch is ``num_train`` images drawn by :mod:`datamodules.epoch_order`
 (``data.sampling``: a permutation for natural, weighted draws with replacement otherwise),
 a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
 (disjoint, equal counts). Label noise (``data.label_noise``) is applied to each batch at load
 time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every noise
-level; the resampling weights come from the noisy labels (see :mod:`datamodules.sampling`).
+level; the resampling weights come from the noisy labels (see :mod:`datamodules.label_noise`).
 Random crops and flips are a counter-based hash of (seed, epoch, sample_id)
 (:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the same crop
 and flip on any thread, worker or rank and after a resume, so on the CPU two runs of one
@@ -46,15 +46,10 @@ import lightning as L
 import numpy as np
 import torch
 
+from datamodules.epoch_order import EpochSampler, shard_for_rank
 from datamodules.errors import UserInputError
-from datamodules.sampling import (
-    EpochSampler,
-    apply_label_noise,
-    image_weights,
-    label_counts,
-    noisy_label_chunks,
-    shard_for_rank,
-)
+from datamodules.label_noise import apply_label_noise, noisy_label_chunks
+from datamodules.sampling import image_weights, label_counts
 
 if TYPE_CHECKING:
     from datamodules.data_config import DataConfig
@@ -259,7 +254,7 @@ class HashtagDataModule(L.LightningDataModule):
         self.hashtags = list(self.vocab.hashtags)
 
     def _label_chunks(self):
-        from datamodules.ffcv_store import iter_label_chunks
+        from datamodules.ffcv_read import iter_label_chunks
 
         for path in self.train_paths:  # sample-id order: shard s starts where s - 1 ended
             yield from iter_label_chunks(path)
@@ -322,7 +317,7 @@ class HashtagDataModule(L.LightningDataModule):
     def train_dataloader(self) -> HashtagBatches:
         if self._train is None:
             from datamodules.ffcv_augment import EpochKey
-            from datamodules.ffcv_store import int_pipeline, labels_pipeline, train_image_pipeline
+            from datamodules.ffcv_read import int_pipeline, labels_pipeline, train_image_pipeline
 
             self.setup("fit")
             device, rank, world = self._placement()
@@ -349,7 +344,7 @@ class HashtagDataModule(L.LightningDataModule):
         if self._val is None:
             from ffcv.loader import OrderOption
 
-            from datamodules.ffcv_store import int_pipeline, labels_pipeline, val_image_pipeline
+            from datamodules.ffcv_read import int_pipeline, labels_pipeline, val_image_pipeline
 
             self.setup("validate")
             device, _, world = self._placement()

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 
 from datamodules.errors import UserInputError
-from datamodules.ffcv_store import int_pipeline, train_image_pipeline, val_image_pipeline
+from datamodules.ffcv_read import int_pipeline, train_image_pipeline, val_image_pipeline
 from datamodules.target_files import (
     TargetFiles,
     TargetSpec,

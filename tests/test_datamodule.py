@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules.epoch_order import shard_for_rank
 from datamodules.ffcv_store import run_in_fresh_process, write_hashtag_beton
 from datamodules.pretrain import HashtagDataModule
-from datamodules.sampling import shard_for_rank
 from experiments.config import DataConfig
 
 V, WIDTH, NUM_TRAIN, NUM_VAL, BATCH = 14, 4, 240, 40, 16

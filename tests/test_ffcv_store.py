@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from datamodules.errors import UserInputError
-from datamodules.ffcv_store import (
-    int_pipeline,
-    labels_pipeline,
-    read_field_names,
-    read_labels,
-    run_in_fresh_process,
-    write_hashtag_beton,
-    write_target_beton,
-)
+from datamodules.ffcv_read import int_pipeline, labels_pipeline, read_field_names, read_labels
+from datamodules.ffcv_store import run_in_fresh_process, write_hashtag_beton, write_target_beton
 
 
 class _Items:

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.ffcv_store import read_labels
+from datamodules.ffcv_read import read_labels
+from datamodules.label_noise import apply_label_noise
 from datamodules.pretrain import HashtagDataModule
-from datamodules.sampling import apply_label_noise, image_weights, label_counts
+from datamodules.sampling import image_weights, label_counts
 from tests.test_datamodule import NUM_TRAIN, V, _Data, make_prepared
 
 

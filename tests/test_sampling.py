@@ -11,19 +11,10 @@ import pytest
 import torch
 from scipy import stats
 
+from datamodules.epoch_order import EpochSampler, draw_indices, shard_for_rank
 from datamodules.errors import UserInputError
-from datamodules.sampling import (
-    EpochSampler,
-    apply_label_noise,
-    draw_indices,
-    hash_uniform,
-    hashtag_weights,
-    image_weights,
-    label_counts,
-    noisy_label_chunks,
-    shard_for_rank,
-    target_shares,
-)
+from datamodules.label_noise import apply_label_noise, hash_uniform, noisy_label_chunks
+from datamodules.sampling import hashtag_weights, image_weights, label_counts, target_shares
 
 V = 50
 

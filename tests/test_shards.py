@@ -146,7 +146,7 @@ def test_two_ranks_read_disjoint_halves_that_cover_the_epoch(prepared):
 
 
 def _pipelines() -> dict:
-    from datamodules.ffcv_store import int_pipeline, labels_pipeline, train_image_pipeline
+    from datamodules.ffcv_read import int_pipeline, labels_pipeline, train_image_pipeline
 
     return {
         "image": train_image_pipeline(16),

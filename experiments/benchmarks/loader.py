@@ -238,7 +238,7 @@ def _compile_costs(sharded: Path, args) -> dict:
     plain FFCV Loader per shard (each compiles its own pipeline)."""
     from ffcv.loader import Loader, OrderOption
 
-    from datamodules.ffcv_store import int_pipeline, labels_pipeline, train_image_pipeline
+    from datamodules.ffcv_read import int_pipeline, labels_pipeline, train_image_pipeline
 
     batches = _datamodule(sharded, args).train_dataloader()
     first = _first_batch_s(lambda: batches)

@@ -1,8 +1,9 @@
 """`python -m experiments bench sampling`: resampling weights plus one epoch's index at scale.
 
-The work ``HashtagDataModule`` does before a resampled epoch (``datamodules.sampling``), timed
-stage by stage on ``--images`` synthetic images whose hashtags follow Zipf(``--zipf``) over
-``--vocab`` hashtags, 1..``--max-labels`` per image (padded int32 rows, as a .beton holds them):
+The work ``HashtagDataModule`` does before a resampled epoch (``datamodules.sampling``,
+``datamodules.epoch_order``), timed stage by stage on ``--images`` synthetic images whose
+hashtags follow Zipf(``--zipf``) over ``--vocab`` hashtags, 1..``--max-labels`` per image
+(padded int32 rows, as a .beton holds them):
 
 1. ``counts_s``: hashtag frequencies from the label rows (``label_counts``);
 2. ``weights_s``: per-image float32 weights (``image_weights``, ``--mode``/``--combine``);
@@ -57,7 +58,8 @@ def _chunks(pool: np.ndarray, images: int, chunk: int):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from datamodules.sampling import EpochSampler, image_weights, label_counts, worker_threads
+    from datamodules.epoch_order import EpochSampler
+    from datamodules.sampling import image_weights, label_counts, worker_threads
 
     pool = _label_pool(min(args.pool, args.images), args.vocab, args.max_labels, args.zipf)
 
