@@ -94,7 +94,7 @@ def write_shards(
     vocab_sha256: str,
     *,
     staging: Path,
-    launcher: str = "process",
+    launcher: str = "local",
     options: dict | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, dict], list[str]]:

@@ -1,4 +1,8 @@
-"""Launchers that run a sweep's jobs: sequential local, submitit (local or SLURM), W&B export.
+"""Launchers that run a sweep's jobs: ``local`` (a sequential loop in this process),
+``submitit-local`` (submitit's LocalExecutor) and ``slurm`` (AutoExecutor job arrays): the names
+of ``datamodules.launch.LAUNCHERS``, which mean the same for ``prepare``. The executor comes from
+``datamodules.launch.submitit_executor``, the one helper both use. ``wandb-export`` and the W&B
+agent's side are :mod:`experiments.wandb_sweep`.
 
 A *job* is one pretraining run and the transfer runs that follow it. Every run is a
 :class:`Task` (a verb, a config and overrides); the default runner executes it as a fresh
@@ -6,8 +10,7 @@ A *job* is one pretraining run and the transfer runs that follow it. Every run i
 deadlock in a process that already ran a Loader, so several runs never share a process. Tests
 inject a runner (any picklable callable taking a Task) instead.
 
-Nothing here schedules: the local launcher is a loop, and everything else is submitit
-(``LocalExecutor`` for ``submitit-local``, ``AutoExecutor`` job arrays for SLURM) or
+Nothing here schedules: the local launcher is a loop, and everything else is submitit or
 ``wandb sweep``/agent. Completed runs are skipped (``RunDir.is_complete``); a run with a
 checkpoint is resumed by the run itself (``run_pretrain`` does it); a failed run is simply run
 again. Before a SLURM time limit the job gets submitit's signal (USR2, ``slurm_signal_delay_s``
@@ -31,10 +34,10 @@ from typing import Any
 import submitit
 from tqdm import tqdm
 
-from datamodules.errors import UserInputError
+from datamodules import launch
 from experiments.config import REPO_ROOT
 from experiments.rundir import RunDir
-from experiments.sweep_spec import PlannedRun, SlurmSpec, SweepSpec
+from experiments.sweep_spec import PlannedRun, SlurmSpec
 
 LOG_FILE = "sweep.log"
 
@@ -324,40 +327,26 @@ def launch_local(jobs: Sequence[Job], runner: Runner | None = None) -> SweepRepo
 
 def slurm_parameters(slurm: SlurmSpec, job_name: str) -> dict:
     """AutoExecutor parameters for one node group: one task per GPU (Lightning's SLURM DDP)."""
-    params: dict = {
-        "name": job_name,
-        "nodes": slurm.nodes,
-        "gpus_per_node": slurm.gpus_per_node,
-        "tasks_per_node": max(1, slurm.gpus_per_node),
-        "cpus_per_task": slurm.cpus_per_task,
-        "timeout_min": slurm.timeout_min,
-        "slurm_array_parallelism": slurm.array_parallelism,
-        "slurm_signal_delay_s": 120,
-    }
-    if slurm.mem_gb:
-        params["mem_gb"] = slurm.mem_gb
-    for key in ("partition", "account", "qos", "constraint"):
-        if getattr(slurm, key):
-            params[f"slurm_{key}"] = getattr(slurm, key)
-    if slurm.additional_parameters:
-        params["slurm_additional_parameters"] = dict(slurm.additional_parameters)
-    return params
+    return launch.slurm_parameters(
+        name=job_name,
+        nodes=slurm.nodes,
+        gpus_per_node=slurm.gpus_per_node,
+        cpus_per_task=slurm.cpus_per_task,
+        timeout_min=slurm.timeout_min,
+        array_parallelism=slurm.array_parallelism,
+        signal_delay_s=120,  # USR2 this long before the limit (experiments.requeue)
+        mem_gb=slurm.mem_gb,
+        partition=slurm.partition,
+        account=slurm.account,
+        qos=slurm.qos,
+        constraint=slurm.constraint,
+        additional=slurm.additional_parameters,
+    )
 
 
 def make_executor(kind: str, folder: Path, slurm: SlurmSpec, job_name: str) -> submitit.Executor:
-    if kind == "submitit-local":
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=slurm.timeout_min)
-        return executor
-    try:
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
-        raise UserInputError(
-            f"--launcher slurm needs a SLURM cluster ({exc}); here use --launcher local "
-            "or submitit-local"
-        ) from None
-    executor.update_parameters(**slurm_parameters(slurm, job_name))
-    return executor
+    """``submitit-local`` or ``slurm`` (:func:`datamodules.launch.submitit_executor`)."""
+    return launch.submitit_executor(kind, folder, slurm_parameters(slurm, job_name))
 
 
 def launch_submitit(
@@ -384,111 +373,3 @@ def launch_submitit(
                 log.write(f"{job.pretrain.name}: {exc}\n")
             by_name[job.pretrain.name] = None
     return _finish(rep, jobs, [by_name.get(job.pretrain.name) for job in jobs])
-
-
-# ---------------------------------------------------------------------------------------------
-# W&B sweeps: export the grid, and map an agent's parameters back onto the planned runs
-
-ZIP_PARAM = "zip_index"
-
-
-def wandb_sweep_config(
-    spec: SweepSpec,
-    spec_path: str,
-    runs: Sequence[PlannedRun],
-    extra_overrides: Sequence[str],
-    transfer_overrides: Sequence[str] = (),
-) -> dict:
-    """A ``wandb sweep`` config: method grid over the spec's axes; the agent calls this verb.
-
-    Zipped axes move together, which a W&B grid cannot express, so they travel as one parameter
-    ``zip_index`` (the row of the zip lists). Each agent call runs one pretraining run and its
-    transfers: ``python -m experiments sweep <spec> <params as key=value> --from-wandb``.
-    """
-    clash = {o.split("=", 1)[0] for o in extra_overrides} & ({*spec.grid, "seed", ZIP_PARAM})
-    if clash:
-        raise UserInputError(f"overrides also swept by the spec: {', '.join(sorted(clash))}")
-    parameters: dict[str, dict] = {key: {"values": list(v)} for key, v in spec.grid.items()}
-    if spec.zip:
-        parameters[ZIP_PARAM] = {"values": sorted({r.zip_index for r in runs})}
-    parameters["seed"] = {"values": list(spec.seeds)}
-    command = ["${env}", "${interpreter}", "-m", "experiments", "sweep", str(spec_path)]
-    # argparse takes the positional key=value items only before the options
-    command += [*extra_overrides, "${args_no_hyphens}", "--from-wandb"]
-    if transfer_overrides:
-        command += ["--transfer-set", *transfer_overrides]
-    return {
-        "name": spec.name,
-        "method": "grid",
-        "program": str(REPO_ROOT / "experiments" / "__main__.py"),
-        "command": command,
-        "parameters": parameters,
-        "description": f"{len(runs)} pretraining runs from {spec_path}"
-        + (f"; zip_index rows: {dict(spec.zip)}" if spec.zip else ""),
-    }
-
-
-def _canon(value: Any) -> str:
-    """Compare a value from the spec with W&B's text form of it (``str(value)``)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return repr(float(value))
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_canon(v) for v in value) + "]"
-    text = str(value).strip()
-    if text.lower() in ("true", "false"):
-        return text.lower()
-    try:
-        return repr(float(text))
-    except ValueError:
-        pass
-    if text.startswith("[") and text.endswith("]"):
-        return "[" + ",".join(_canon(v) for v in text[1:-1].split(",") if v.strip()) + "]"
-    return text
-
-
-def split_wandb_args(spec: SweepSpec, items: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """Separate an agent's ``key=value`` items into sweep parameters and plain run overrides."""
-    swept = {*spec.grid, "seed", ZIP_PARAM}
-    params: dict[str, str] = {}
-    overrides: list[str] = []
-    for item in items:
-        if "=" not in item:
-            raise UserInputError(f"'{item}' must look like key=value")
-        key, value = item.lstrip("-").split("=", 1)
-        if key in swept:
-            params[key] = value
-        else:
-            overrides.append(item)
-    return params, overrides
-
-
-def select_run(spec: SweepSpec, runs: Sequence[PlannedRun], params: dict[str, Any]) -> PlannedRun:
-    """The planned run whose axes equal the W&B parameters (values compared as text)."""
-    expected = {*spec.grid, "seed"} | ({ZIP_PARAM} if spec.zip else set())
-    missing = expected - set(params)
-    if missing:
-        raise UserInputError(f"W&B parameters lack {', '.join(sorted(missing))}")
-    unknown = set(params) - expected
-    if unknown:
-        raise UserInputError(
-            f"W&B parameters {', '.join(sorted(unknown))} are not axes of sweep {spec.name}; "
-            f"axes: {', '.join(sorted(expected))}"
-        )
-    for run in runs:
-        if spec.zip and _canon(run.zip_index) != _canon(params[ZIP_PARAM]):
-            continue
-        if all(_canon(run.axes[k]) == _canon(params[k]) for k in (*spec.grid, "seed")):
-            return run
-    raise UserInputError(f"no run of sweep {spec.name} has the parameters {params}")
-
-
-def params_from_wandb_config() -> dict[str, Any]:
-    """The current W&B run's config (inside ``wandb agent`` when no key=value args came)."""
-    import wandb
-
-    run = wandb.init()
-    params = dict(run.config)
-    wandb.finish()
-    return params

@@ -4,16 +4,20 @@ Takes a run config (only its ``data`` section and ``seed`` matter), runs or reus
 stages of :func:`datamodules.prepare.ensure_prepared`, then prints the summary (images in, kept,
 deduplicated, corrupt, unlabeled, time per stage) and the prepared folder on the last line.
 
-Past one machine: ``--num-shards N --launcher slurm`` runs the scan (decode, hash, count tags)
-as a submitit job array of N shards; ``--launcher local`` runs the same path with submitit's
-LocalExecutor. The default is a local process pool with one shard per core.
+``--launcher`` takes the names of ``datamodules.launch.LAUNCHERS``, which mean the same for
+``sweep``: ``local`` (the default) is a process pool on this machine with one shard per core;
+past one machine, ``--num-shards N --launcher slurm`` runs the scan (decode, hash, count tags)
+and the .beton writes as submitit job arrays; ``--launcher submitit-local`` runs the same path
+with submitit's LocalExecutor. (Until issue 16 the pool was ``process`` and ``local`` meant the
+LocalExecutor; ``process`` now fails with an error naming ``local``.)
 """
 
 from __future__ import annotations
 
 import argparse
 
-from datamodules.prepare import LAUNCHERS, ensure_prepared, format_summary
+from datamodules.launch import LAUNCHERS, launcher_arg
+from datamodules.prepare import ensure_prepared, format_summary
 from experiments.cli import add_config_arguments, config_from_args
 
 
@@ -27,9 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--launcher",
+        type=launcher_arg,
         choices=LAUNCHERS,
-        default="process",
-        help="process: local process pool; local: submitit LocalExecutor; slurm: submitit array",
+        default="local",
+        help="local: a process pool on this machine; submitit-local: submitit's LocalExecutor; "
+        "slurm: a submitit job array",
     )
     parser.add_argument(
         "--processes",

@@ -7,6 +7,9 @@
     --launcher wandb-export   write a `wandb sweep` YAML whose agent calls `--from-wandb`
     --from-wandb              run the one point named by a W&B agent's key=value parameters
 
+The first three are ``datamodules.launch.LAUNCHERS`` and mean the same for `prepare` (where
+`local` is a process pool on this machine); `wandb-export` is the sweep's own.
+
 Extra key=value arguments are run-config overrides added to every run (e.g. the paper specs
 need `data.manifest=/path/to/manifest.jsonl`). Rerunning a sweep skips complete runs, resumes
 runs that have a checkpoint and reruns failed ones; it ends with done / resumed / failed counts.
@@ -23,11 +26,13 @@ from typing import Any
 import yaml
 
 from datamodules.errors import UserInputError
-from experiments import launchers
+from datamodules.launch import LAUNCHERS as SHARED_LAUNCHERS
+from datamodules.launch import launcher_arg
+from experiments import launchers, wandb_sweep
 from experiments.rundir import atomic_write_json, atomic_write_text
 from experiments.sweep_spec import PlannedRun, SweepSpec, expand, load_spec
 
-LAUNCHERS = ("local", "submitit-local", "slurm", "wandb-export")
+LAUNCHERS = (*SHARED_LAUNCHERS, "wandb-export")  # the names prepare takes, and the export
 SWEEPS_SUBDIR = "_sweeps"  # under runs_dir: one JSON per launched sweep (read by results.py)
 
 
@@ -35,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="sweep spec, e.g. configs/sweeps/scale_mini.yaml")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every run (k=v)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs, launch nothing")
-    parser.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    parser.add_argument("--launcher", type=launcher_arg, choices=LAUNCHERS, default="local")
     parser.add_argument("--runs-dir", default="", help="override the spec's / base's runs_dir")
     parser.add_argument(
         "--only", nargs="+", default=None, metavar="NAME", help="launch only these run names"
@@ -164,13 +169,13 @@ def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int
     extra = list(args.overrides)
     params: dict = {}
     if args.from_wandb:
-        params, extra = launchers.split_wandb_args(spec, extra)
+        params, extra = wandb_sweep.split_wandb_args(spec, extra)
     if args.launcher == "slurm":
         extra = [*slurm_overrides(spec), *extra]
     runs = expand(spec, extra, runs_dir=args.runs_dir, transfer_overrides=args.transfer_set)
     if args.from_wandb:
-        params = params or launchers.params_from_wandb_config()
-        runs = [launchers.select_run(spec, runs, params)]
+        params = params or wandb_sweep.params_from_wandb_config()
+        runs = [wandb_sweep.select_run(spec, runs, params)]
     if args.only:
         unknown = set(args.only) - {r.name for r in runs}
         if unknown:
@@ -180,7 +185,7 @@ def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int
         print_plan(spec, runs)
         return 0
     if args.launcher == "wandb-export":
-        sweep_cfg = launchers.wandb_sweep_config(
+        sweep_cfg = wandb_sweep.wandb_sweep_config(
             spec, args.spec, runs, list(args.overrides), args.transfer_set
         )
         out = Path(args.out or Path(runs[0].runs_dir) / SWEEPS_SUBDIR / f"{spec.name}.wandb.yaml")

@@ -242,8 +242,8 @@ def test_scan_is_the_same_in_process_and_as_a_submitit_array(corpus, tmp_path, f
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    prepare.build_scan_stage(cfg, one, 1, "process", False, {})
-    prepare.build_scan_stage(cfg, two, 2, "local", False, {"timeout_min": 5})
+    prepare.build_scan_stage(cfg, one, 1, "local", False, {})
+    prepare.build_scan_stage(cfg, two, 2, "submitit-local", False, {"timeout_min": 5})
     for name in ("corrupt.json", "tag_counts.json"):
         assert (one / name).read_text() == (two / name).read_text()
 

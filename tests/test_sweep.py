@@ -12,7 +12,7 @@ import submitit
 import yaml
 
 from datamodules.errors import UserInputError
-from experiments import launchers, sweep
+from experiments import launchers, sweep, wandb_sweep
 from experiments.config import CONFIGS_DIR, load_config
 from experiments.rundir import RunDir
 from experiments.sweep_spec import (
@@ -322,9 +322,9 @@ seeds: [0, 3]
     for combo in itertools.product(*(params[k]["values"] for k in keys)):
         # what the agent passes: ${args_no_hyphens} is `key=value` with str(value)
         agent_args = [f"{k}={v}" for k, v in zip(keys, combo)]
-        wb_params, overrides = launchers.split_wandb_args(spec, [*fixed, *agent_args])
+        wb_params, overrides = wandb_sweep.split_wandb_args(spec, [*fixed, *agent_args])
         assert overrides == ["optim.base_lr=0.2"]
-        run = launchers.select_run(spec, planned, wb_params)
+        run = wandb_sweep.select_run(spec, planned, wb_params)
         cfg = run.config()
         assert cfg.optim.base_lr == 0.2
         assert cfg.data.sampling == wb_params["data.sampling"]

@@ -15,11 +15,13 @@ of its inputs, so changing ``data.scale`` re-runs only the write stage, and chan
 ``data.vocab`` reuses the decoded source. Every folder is built under a temporary name and
 renamed when complete: a folder with its final name is complete. The scan stage can be split
 into shards (``open_source(cfg, shard=i, num_shards=N)``) run by a process pool on one machine or
-as a submitit job array (``launcher="local"`` runs submitit's LocalExecutor, ``"slurm"`` a SLURM
-array); per-shard tag counts are merged, so the corpus never has to fit one process. The
-write stage writes its .beton files (``data.shard_size`` > 0 makes several train shards) in
-parallel through the same launcher, each file in a process of its own, resumably
-(``datamodules.shards``): the manifest lists every shard with its count and checksum.
+as a submitit job array (``launcher="local"``, the default, is the process pool,
+``"submitit-local"`` submitit's LocalExecutor, ``"slurm"`` a SLURM array: the names of
+``datamodules.launch.LAUNCHERS``, meaning what they mean for the sweep); per-shard tag counts
+are merged, so the corpus never has to fit one process. The write stage writes its .beton
+files (``data.shard_size`` > 0 makes several train shards) in parallel through the same
+launcher, each file in a process of its own, resumably (``datamodules.shards``): the manifest
+lists every shard with its count and checksum.
 
 Layout under ``<data.cache_dir>/prepared/``: ``stages/{scan,vocab,dedup}-<key>/`` and the
 prepared folders ``<source>-<key>/`` (see docs/CONTRACTS.md for manifest.json).

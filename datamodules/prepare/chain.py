@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from datamodules import dedup, hashtags
 from datamodules.dedup_targets import DEFAULT_DEDUP_TARGETS
 from datamodules.errors import UserInputError
-from datamodules.launch import LAUNCHERS
+from datamodules.launch import check_launcher
 from datamodules.prepare.cache import (
     DEDUP_FIELDS,
     SCAN_FIELDS,
@@ -32,7 +32,7 @@ from datamodules.prepare.scan import build_scan_stage
 from datamodules.prepare.write import _build_prepared
 
 if TYPE_CHECKING:
-    from experiments.config import DataConfig
+    from datamodules.data_config import DataConfig
 
 
 def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
@@ -61,10 +61,7 @@ def _check(data_cfg: Any, num_shards: int, launcher: str) -> None:
             f"data.source={data_cfg.source!r} is not known; use one of "
             f"{', '.join(DEFAULT_DEDUP_TARGETS)}"
         )
-    if launcher not in LAUNCHERS:
-        raise UserInputError(
-            f"launcher {launcher!r} is not known; use one of {', '.join(LAUNCHERS)}"
-        )
+    check_launcher(launcher)
     if num_shards < 1:
         raise UserInputError(f"--num-shards={num_shards} must be >= 1")
     if int(data_cfg.dedup_hamming) < 0 or int(data_cfg.dedup_hamming) > 64:
@@ -77,16 +74,18 @@ def ensure_prepared(
     progress: bool = True,
     *,
     num_shards: int | None = None,
-    launcher: str = "process",
+    launcher: str = "local",
     launcher_options: dict | None = None,
     summary: bool | None = None,
 ) -> Path:
     """The prepared folder for ``data_cfg`` and ``seed``, building the stages that are missing.
 
     ``num_shards`` splits the scan (decode, hash, count tags) into that many source shards;
-    ``None`` = one per CPU core (at most 8) in a local process pool. ``launcher``: ``process``
-    (single machine), ``local`` (submitit LocalExecutor) or ``slurm`` (a submitit job array;
-    ``launcher_options``: partition, timeout_min, cpus_per_task, array_parallelism).
+    ``None`` = one per CPU core (at most 8). ``launcher`` (``datamodules.launch.LAUNCHERS``):
+    ``local`` (a process pool on this machine; ``launcher_options["workers"]`` at once),
+    ``submitit-local`` (submitit's LocalExecutor) or ``slurm`` (a submitit job array;
+    ``launcher_options``: partition, timeout_min, cpus_per_task, array_parallelism). The old
+    name ``process`` is refused with an error naming ``local``.
     The shard count does not change any output, so it is not part of any key. ``summary``
     (default: ``progress``) prints :func:`format_summary` to stderr after a build.
     """

@@ -79,10 +79,10 @@ def _run_shards(
     """Run :func:`scan_shard` for every shard with the chosen launcher."""
     opener = sources.open_source
     args = [(data_cfg, i, num_shards, str(out_dir)) for i in range(num_shards)]
-    if num_shards == 1 and launcher == "process":
+    if num_shards == 1 and launcher == "local":
         scan_shard(*args[0], progress, opener)
         return
-    if launcher in ("process", "local"):
+    if launcher in ("local", "submitit-local"):
         # open shard 0 here first: a source with a one-off build step (OpenClipart rasterizes
         # every SVG into its cache, with all cores) does it once, not once per shard process
         opener(data_cfg, shard=0, num_shards=num_shards)

@@ -85,7 +85,7 @@ def _build_prepared(
     stages: dict[str, dict],
     out: Path,
     progress: bool,
-    launcher: str = "process",
+    launcher: str = "local",
     options: dict | None = None,
 ) -> None:
     started = time.perf_counter()
