@@ -26,6 +26,8 @@ import tracemalloc
 
 import numpy as np
 
+from datamodules.data_config import COMBINE_MODES, SAMPLING_MODES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=100_000_000)
@@ -33,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab", type=int, default=17_000)
     parser.add_argument("--max-labels", type=int, default=4)
     parser.add_argument("--zipf", type=float, default=1.0, help="hashtag frequency exponent")
-    parser.add_argument("--mode", default="sqrt", help="natural | sqrt | uniform")
-    parser.add_argument("--combine", default="mean", help="mean | max | sum")
+    parser.add_argument("--mode", default="sqrt", choices=SAMPLING_MODES)
+    parser.add_argument("--combine", default="mean", choices=COMBINE_MODES)
     parser.add_argument("--pool", type=int, default=1 << 22, help="distinct label rows")
     parser.add_argument("--chunk", type=int, default=1 << 20, help="label rows per chunk")
 
