@@ -260,3 +260,26 @@ def test_a_loader_thread_that_dies_raises_instead_of_hanging():
         for b in _batches_or_raise(_DyingProducer(3, dies=True)):
             got.append(b)
     assert got == [0, 1, 2]  # every batch made before the thread died, then the error
+
+
+def test_a_loader_thread_that_dies_before_its_first_batch_is_started_once_more():
+    """numba's compile in FFCV's thread can fail on a race (seen in the suite): nothing was
+    yielded, so the epoch starts again once; a second death, or one after a batch, raises."""
+    from datamodules.pretrain import _batches_or_raise
+
+    starts = []
+
+    def restart():
+        starts.append(1)
+        return _DyingProducer(4, dies=False)
+
+    with pytest.warns(UserWarning, match="before its first batch"):
+        got = list(_batches_or_raise(_DyingProducer(0, dies=True), restart=restart))
+    assert got == [0, 1, 2, 3] and len(starts) == 1
+    with pytest.raises(RuntimeError, match="loader thread stopped"), pytest.warns(UserWarning):
+        list(_batches_or_raise(_DyingProducer(0, dies=True), lambda: _DyingProducer(0, True)))
+    got = []
+    with pytest.raises(RuntimeError, match="loader thread stopped"):
+        for b in _batches_or_raise(_DyingProducer(2, dies=True), restart=restart):
+            got.append(b)
+    assert got == [0, 1] and len(starts) == 1  # after a batch: no restart
