@@ -177,13 +177,24 @@ def build_index(runs_dir: str | Path) -> pd.DataFrame:
     return _tidy(setting_means(df.reset_index(drop=True)))
 
 
+SEED_TOKEN = r"_seed-\d+$"  # how a sweep run name ends (experiments.sweep_spec)
+
+
 def setting_means(df: pd.DataFrame) -> pd.DataFrame:
-    """:data:`SEED_MEASURED` axes as the mean (rounded) over the pretraining runs of one setting
-    (every axis but these and the seed equal), each run's own value kept in ``<axis>_run``."""
+    """:data:`SEED_MEASURED` axes as the mean (rounded) over the pretraining runs of one setting,
+    each run's own value kept in ``<axis>_run``. A setting: every axis but these and the seed
+    equal and, for sweep runs, the same run name but for its ``_seed-N`` token. That name
+    carries every swept key, also those that are not axes: ``data.top_k`` (``vocab-100``) keeps
+    a top-100 vocabulary apart from the full one (same ``vocab`` column), whose mean would
+    otherwise mix both and match neither's runs in the findings' pairs."""
     df = df.copy()
     setting = [c for c in AXES if c not in (*SEED_MEASURED, "seed")]
     pretrained = df["pretrain_run"].notna()
-    keys = pd.Series(list(as_keys(df, setting)[setting].itertuples(index=False)), index=df.index)
+    names = df["pretrain_run"].fillna("")
+    # a name without the token (not a sweep's) adds nothing: its setting is its axes
+    stem = names.str.replace(SEED_TOKEN, "", regex=True).where(names.str.contains(SEED_TOKEN), "")
+    axes = as_keys(df, setting)[setting].itertuples(index=False)
+    keys = pd.Series([(*a, s) for a, s in zip(axes, stem, strict=True)], index=df.index)
     first = ~df["pretrain_run"].duplicated() & pretrained  # a run with many transfers counts once
     for axis in SEED_MEASURED:
         df[f"{axis}_run"] = df[axis]

@@ -399,3 +399,28 @@ def test_seeds_with_their_own_image_counts_share_one_row(tmp_path):
     assert t.rows == [("in1k", 216)]
     values = [30.0, 31.0, 32.0]
     assert t.cells[0] == [f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f} (3)"]
+
+
+def test_a_swept_key_that_is_no_axis_keeps_its_own_setting(tmp_path):
+    """data.top_k is not an axis (a top-100 WordNet vocabulary has vocab=wordnet like the full
+    one) but it is in the sweep's run names: the two settings keep their own image means, so
+    the full vocabulary's runs still pair with the noise runs of the same data (this mixing
+    emptied every noise, sampling and loss pair of the mini sweeps)."""
+    root = tmp_path / "runs"
+    runs = {  # name -> (images, vocab_size)
+        "m_vocab-wordnet_seed-0": (6680, 506),
+        "m_vocab-wordnet_seed-1": (6700, 505),
+        "m_vocab-100_seed-0": (6000, 100),
+        "m_vocab-100_seed-1": (6010, 100),
+    }
+    for name, (images, vocab_size) in runs.items():
+        seed = int(name[-1])
+        pm = pretrain_metrics(name, vocab="wordnet", images=images, seed=seed)
+        pm["axes"].update(scale=1.0, vocab_size=vocab_size)
+        write_run(root, pm)
+    df = results.build_index(root).set_index("pretrain_run")
+    assert df.loc["m_vocab-wordnet_seed-0", "images"] == 6690.0
+    assert df.loc["m_vocab-wordnet_seed-1", "images"] == 6690.0
+    assert df.loc["m_vocab-100_seed-0", "images"] == 6005.0
+    assert df.loc["m_vocab-100_seed-1", "vocab_size"] == 100.0
+    assert df.loc["m_vocab-wordnet_seed-1", "vocab_size"] == 506.0  # round(505.5), banker's
