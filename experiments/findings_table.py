@@ -24,7 +24,10 @@ def _sweeps(rows: pd.DataFrame) -> str:
 
 
 def _evaluation(ev: pd.Series) -> str:
-    parts = [f"{k}={v}" for k, v in ev.items() if v not in ("", None) and not pd.isna(v)]
+    whole = {k: int(v) for k, v in ev.items() if isinstance(v, float) and v.is_integer()}
+    parts = [
+        f"{k}={whole.get(k, v)}" for k, v in ev.items() if v not in ("", None) and not pd.isna(v)
+    ]
     return " ".join(parts)
 
 
