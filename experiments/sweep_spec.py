@@ -24,6 +24,9 @@ from typing import Any
 from datamodules.axes import NAME_KEYS, NAME_PREFIXES, VOCAB_KEYS
 from datamodules.errors import UserInputError
 from experiments.config import REPO_ROOT, RunConfig, load_config
+from lightning_modules.model_config import ARCH_FIELDS
+
+ARCH_KEYS = frozenset(f"model.{f}" for f in ARCH_FIELDS)
 
 # Keys always shown in run names, in this order (values read from the resolved run config), and
 # the short prefixes of the paper's axes (datamodules.axes); any other key is written
@@ -318,6 +321,9 @@ def expand(
         name = run_name(spec, cfg, swept)
         out_dir = runs_dir or spec.runs_dir or cfg.runs_dir
         full = (*overrides, f"name={name}", f"runs_dir={out_dir}")
+        # the architecture this point sets (width_mini) reaches its probes, whose own config
+        # names the default model: a checkpoint must match the configured backbone
+        arch = tuple(o for o in overrides if o.split("=", 1)[0] in ARCH_KEYS)
         transfers = []
         for tr in spec.transfers:
             label = tr.name
@@ -329,6 +335,7 @@ def expand(
                     overrides=(
                         *tr.overrides,
                         *transfer_overrides,
+                        *arch,
                         f"seed={axes['seed']}",
                         f"pretrained={Path(out_dir) / name}",
                         f"name={tname}",

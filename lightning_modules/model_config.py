@@ -13,6 +13,18 @@ LOSS_NAMES = ("softmax", "sigmoid")  # multi-label softmax (the paper) | per-has
 SIGMOID_PRIORS = ("frequency", "uniform", "none")
 DECAYS = ("step", "cosine")
 
+# the ModelConfig fields that make the architecture (a checkpoint must match them; a published
+# name fixes them); the others (loss, sigmoid_prior, zero_init_residual, weights) do not
+ARCH_FIELDS = (
+    "name",
+    "layers",
+    "groups",
+    "width_per_group",
+    "stem_width",
+    "base_planes",
+    "small_input",
+)
+
 # section -> field -> its closed set of values
 CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     "model": {"loss": LOSS_NAMES, "sigmoid_prior": SIGMOID_PRIORS},

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datamodules.errors import UserInputError
+from lightning_modules.model_config import ARCH_FIELDS
 
 MODEL_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs" / "model"
 
@@ -38,16 +39,6 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR_ENV = "WSL_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = "~/.cache/wsl-scale/weights"
-# the ModelConfig fields a published name fixes; the others (loss, zero_init_residual) stay
-ARCH_FIELDS = (
-    "name",
-    "layers",
-    "groups",
-    "width_per_group",
-    "stem_width",
-    "base_planes",
-    "small_input",
-)
 
 
 @dataclass(frozen=True)

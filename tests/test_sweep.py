@@ -393,3 +393,20 @@ baselines:
     assert cfg.transfer.pretrained == "" and cfg.transfer.bn_recalibrate is True
     assert cfg.seed == 1 and cfg.name == "random-rx-tiny__lin-bn_seed-1"
     assert cfg.runs_dir == str(configs["runs"])
+
+
+def test_a_swept_architecture_reaches_the_probes_of_its_runs():
+    """width_mini sweeps model.name / model.width_per_group; its probes' own config names
+    rx-tiny, and transfer refuses a checkpoint of another width (all 12 narrow probes of the
+    first mini run failed so). The point's architecture keys go to its transfers; other keys
+    (data, seed) and the random baselines' models stay the transfer config's."""
+    runs = expand(load_spec(CONFIGS_DIR / "sweeps" / "width_mini.yaml"))
+    narrow = next(r for r in runs if r.axes["model.width_per_group"] == 2)
+    probe = next(t for t in narrow.transfers if "__lin-synin" in t.name and "random" not in t.name)
+    assert "model.name=rx-tiny-2d" in probe.overrides
+    assert "model.width_per_group=2" in probe.overrides
+    assert not any(o.startswith("data.") for o in probe.overrides)
+    cfg = load_config(CONFIGS_DIR / "transfer" / "linear_synthetic_in.yaml", list(probe.overrides))
+    assert (cfg.model.name, cfg.model.width_per_group) == ("rx-tiny-2d", 2)
+    baselines = [t for r in runs for t in r.transfers if t.name.startswith("random-")]
+    assert baselines and not any("model.width_per_group=2" in t.overrides for t in baselines)
