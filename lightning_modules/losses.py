@@ -96,8 +96,6 @@ def multilabel_sigmoid_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch
     return per_image.mean()
 
 
-
-
 def prior_probabilities(counts, num_images: int, prior: str = "frequency") -> torch.Tensor:
     """p_c float64 [V] for :func:`sigmoid_prior_bias`: ``frequency`` n_c / N clipped to
     [1/(2N), 1 - 1/(2N)] (a hashtag absent from, or on every one of, N images stays finite);
