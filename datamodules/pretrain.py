@@ -107,12 +107,11 @@ def _batches_or_raise(iterator, restart=None):
     yielded = False
     while True:
         queue = iterator.output_queue
-        with queue.not_empty:
-            while not queue._qsize():  # the mutex is held: qsize() would take it again
-                if not iterator.is_alive():
-                    break
+        with queue.not_empty:  # the mutex is held: _qsize(), since qsize() would take it again
+            while not queue._qsize() and iterator.is_alive():
                 queue.not_empty.wait(0.5)
-        if not queue._qsize() and not iterator.is_alive():
+            died = not queue._qsize()  # empty, so the loop ended on a dead thread
+        if died:
             if yielded or restart is None:
                 raise RuntimeError(
                     "FFCV's loader thread stopped without finishing the epoch (its "
