@@ -4,6 +4,8 @@ per field, and the field names and label rows read straight from the file withou
 Pipelines: uint8 NCHW images leave the loader (normalisation happens on the accelerator, in
 the LightningModule); ``ToDevice`` only when a CUDA device is given.
 Training crops and flips are seeded by an epoch key (:mod:`datamodules.ffcv_augment`).
+Building any pipeline installs :mod:`datamodules.ffcv_patch` (FFCV's memory managers otherwise
+mutate numba's shared array types, which breaks numba's dicts).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def _gpu(device: torch.device | str | None) -> torch.device | None:
 
 
 def _tensor_tail(device: torch.device | str | None) -> list:
+    """The end of every pipeline built here (so the place that installs the FFCV fix of
+    :mod:`datamodules.ffcv_patch` before any Loader of the project compiles)."""
     from ffcv.transforms import ToDevice, ToTensor
+
+    from datamodules import ffcv_patch
+
+    ffcv_patch.apply()
 
     gpu = _gpu(device)
     return [ToTensor()] + ([ToDevice(gpu, non_blocking=True)] if gpu is not None else [])

@@ -37,7 +37,6 @@ would have seen (Lightning restores its own batch counter to the same position).
 
 from __future__ import annotations
 
-import gc
 import json
 import warnings
 from pathlib import Path
@@ -90,21 +89,13 @@ def make_resampled_order(sampler: EpochSampler, rank: int, world_size: int):
     return ResampledOrder()
 
 
-def _batches_or_raise(iterator, restart=None):
+def _batches_or_raise(iterator):
     """FFCV's batches, but a loader thread that died raises here instead of hanging.
 
     FFCV 1.0.2's producer thread (``EpochIterator.run``) only ever signals the end of an
     epoch: when a batch raises inside it, the thread dies and ``__next__`` waits on its queue
     forever. Before each ``next`` this waits, in half-second slices, until a batch is queued or
-    the thread is gone; then ``next`` cannot block.
-
-    ``restart`` (a callable giving a fresh iterator over the same epoch) is used once when the
-    thread dies before its first batch: numba compiles the pipeline there, and that compile can
-    fail on a race inside numba (a ``KeyError`` from a dispatcher's ``overloads`` while a dead
-    Loader's compiled code is finalized; seen twice in the suite, in a process that had built
-    several Loaders). Nothing was yielded, and crops, flips and order depend only on (seed,
-    epoch, sample id), so the retried epoch is the same epoch."""
-    yielded = False
+    the thread is gone; then ``next`` cannot block."""
     while True:
         queue = iterator.output_queue
         with queue.not_empty:  # the mutex is held: _qsize(), since qsize() would take it again
@@ -112,23 +103,14 @@ def _batches_or_raise(iterator, restart=None):
                 queue.not_empty.wait(0.5)
             died = not queue._qsize()  # empty, so the loop ended on a dead thread
         if died:
-            if yielded or restart is None:
-                raise RuntimeError(
-                    "FFCV's loader thread stopped without finishing the epoch (its "
-                    "exception is printed above by Python's thread hook); rerun to resume"
-                )
-            warnings.warn(
-                "FFCV's loader thread died before its first batch; starting it again",
-                stacklevel=2,
+            raise RuntimeError(
+                "FFCV's loader thread stopped without finishing the epoch (its exception is "
+                "printed above by Python's thread hook); rerun to resume"
             )
-            gc.collect()  # finalize dead Loaders' compiled code now, not during the compile
-            iterator, restart = restart(), None
-            continue
         try:
             batch = next(iterator)
         except StopIteration:
             return
-        yielded = True
         yield batch
 
 
@@ -159,17 +141,14 @@ class HashtagBatches:
         dm = self.datamodule
         epoch, skip = dm._begin_epoch() if self.train else (0, 0)
 
-        def start():
-            if self.order is not None:
-                self.order.skip = {epoch: skip * self.loader.batch_size} if skip else {}
-                self.loader.next_epoch = epoch
-            if self.key is not None:  # before the iterator's thread starts decoding
-                self.key.set_epoch(epoch)
-            return iter(self.loader)
-
-        iterator = start()
+        if self.order is not None:
+            self.order.skip = {epoch: skip * self.loader.batch_size} if skip else {}
+            self.loader.next_epoch = epoch
+        if self.key is not None:  # before the iterator's thread starts decoding
+            self.key.set_epoch(epoch)
+        iterator = iter(self.loader)
         try:
-            for images, labels, sample_ids in _batches_or_raise(iterator, restart=start):
+            for images, labels, sample_ids in _batches_or_raise(iterator):
                 if self.train and dm.label_noise > 0:
                     labels = apply_label_noise(
                         labels,

@@ -9,10 +9,6 @@
 - Lightning's info lines (``GPU available``, ``TPU available``, ``💡 Tip: ...``, "max_steps
   reached", ...) are dropped: its ``rank_zero`` loggers are set to WARNING;
 - W&B is silent (``WANDB_SILENT=true``: no banner, no sync hints); its real errors still raise;
-- numba's harmless cleanup race is not printed: when FFCV drops a Loader, the finalizer of its
-  compiled functions can hit ``KeyError`` while freeing them (numba 0.68, ``dispatcher.py``
-  ``finalizer``), which Python reports as an "Exception ignored in: <finalize object>"
-  traceback; every other unraisable exception still reaches Python's own hook;
 - :func:`progress_bar` gives training one bar over all optimizer steps, with no version number
   and no validation bars (``experiments.progress``).
 
@@ -25,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -36,25 +31,6 @@ QUIET_LOGGERS = (  # where Lightning's rank_zero_info / rank_zero_debug lines go
     "lightning.fabric.utilities.rank_zero",
     "lightning_utilities.core.rank_zero",
 )
-
-
-def is_numba_finalizer_race(unraisable: Any) -> bool:
-    """Whether an unraisable exception is numba's dispatcher-finalizer ``KeyError`` (see above)."""
-    if not isinstance(unraisable.exc_value, KeyError):
-        return False
-    tb = unraisable.exc_traceback
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None:
-        return False
-    code = tb.tb_frame.f_code
-    path = code.co_filename.replace(os.sep, "/")
-    return code.co_name == "finalizer" and path.endswith("numba/core/dispatcher.py")
-
-
-def _quiet_unraisablehook(unraisable: Any) -> None:
-    if not is_numba_finalizer_race(unraisable):
-        sys.__unraisablehook__(unraisable)
 
 
 def is_verbose() -> bool:
@@ -72,14 +48,11 @@ def configure(verbose: bool = False) -> bool:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
     if verbose:
-        if sys.unraisablehook is _quiet_unraisablehook:
-            sys.unraisablehook = sys.__unraisablehook__
         return True
     os.environ.setdefault("WANDB_SILENT", "true")  # a user's own WANDB_SILENT wins
     warnings.filterwarnings("ignore")
     # inserted in front, so it wins: this project's own warnings (data problems) still show
     warnings.filterwarnings("default", category=UserWarning, module=OWN_PACKAGES)
-    sys.unraisablehook = _quiet_unraisablehook
     return False
 
 

@@ -228,11 +228,6 @@ def _first_batch_s(make) -> float:
     return seconds
 
 
-def _kept(alive: list, loader):
-    alive.append(loader)
-    return loader
-
-
 def _compile_costs(sharded: Path, args) -> dict:
     """Loader build + first batch: the N-shard loader in its first and second epoch, and one
     plain FFCV Loader per shard (each compiles its own pipeline)."""
@@ -244,8 +239,8 @@ def _compile_costs(sharded: Path, args) -> dict:
     first = _first_batch_s(lambda: batches)
     second = _first_batch_s(lambda: batches)
     manifest = json.loads((sharded / "manifest.json").read_text())
-    per_shard, alive = [], []  # loaders kept until the end: dropping one while another
-    for entry in manifest["train"]:  # compiles trips numba's dispatcher finalizers
+    per_shard = []
+    for entry in manifest["train"]:
         pipelines = {
             "image": train_image_pipeline(args.resolution),
             "labels": labels_pipeline(),
@@ -255,16 +250,13 @@ def _compile_costs(sharded: Path, args) -> dict:
         path = str(sharded / entry["file"])
         per_shard.append(
             _first_batch_s(
-                lambda p=path, pl=pipelines: _kept(
-                    alive,
-                    Loader(
-                        p,
-                        batch_size=args.batch,
-                        num_workers=args.workers,
-                        order=OrderOption.RANDOM,
-                        pipelines=pl,
-                        seed=0,
-                    ),
+                lambda p=path, pl=pipelines: Loader(
+                    p,
+                    batch_size=args.batch,
+                    num_workers=args.workers,
+                    order=OrderOption.RANDOM,
+                    pipelines=pl,
+                    seed=0,
                 )
             )
         )
@@ -279,7 +271,6 @@ def _compile_costs(sharded: Path, args) -> dict:
 def run_shards(args: argparse.Namespace) -> dict:
     folder, files = _prepare(Path(args.cache_dir), args.images, args.size)
     sharded = _prepare_shards(folder, files, args.size, args.shards)
-    # kept alive to the end: a Loader dropped while another compiles trips numba's finalizers
     loaders = [_datamodule(p, args).train_dataloader() for p in (folder, sharded)]
     one, many = _interleaved_rates(loaders, args.epochs)
     return {
