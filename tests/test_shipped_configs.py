@@ -77,6 +77,7 @@ REGISTRY = {
     },
     "sweeps/loss_mini.yaml": "sweep",
     "sweeps/scale_in1k_mini.yaml": "sweep",
+    "sweeps/scale_in1k_wide_mini.yaml": "sweep",
     "tables/mini.yaml": "tables",
     "tables/paper.yaml": "tables",
 }
