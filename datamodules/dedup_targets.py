@@ -48,6 +48,21 @@ def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
     return ids, images
 
 
+def target_kwargs(data_cfg: Any, seed: int) -> dict[str, Any]:
+    """What decides a named target's images besides its name (``sources.load_target``'s
+    arguments): the same world and held-out split as the pretraining corpus."""
+    return dict(
+        root="",
+        image_size=int(data_cfg.image_size),
+        seed=seed,
+        cache_dir=data_cfg.cache_dir,
+        holdout_fraction=float(data_cfg.holdout_fraction),
+        holdout_categories=tuple(data_cfg.holdout_categories),
+        synthetic_concepts=int(data_cfg.synthetic_concepts),
+        zipf_exponent=float(data_cfg.zipf_exponent),
+    )
+
+
 def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
     """Yield (eval id, rgb) over every image (train and val splits) of every target."""
     for target in targets:
@@ -56,18 +71,7 @@ def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
             ids, images = _folder_images(folder)
             yield from zip(ids, images)
             continue
-        ds = sources.load_target(
-            target,
-            root="",
-            image_size=int(data_cfg.image_size),
-            seed=seed,
-            cache_dir=data_cfg.cache_dir,
-            # the same world / held-out split as the pretraining corpus
-            holdout_fraction=float(data_cfg.holdout_fraction),
-            holdout_categories=tuple(data_cfg.holdout_categories),
-            synthetic_concepts=int(data_cfg.synthetic_concepts),
-            zipf_exponent=float(data_cfg.zipf_exponent),
-        )
+        ds = sources.load_target(target, **target_kwargs(data_cfg, seed))
         for split_name, split in (("train", ds.train), ("val", ds.val)):
             for i in range(len(split)):
                 rgb, label = split[i]
