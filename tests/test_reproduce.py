@@ -165,6 +165,7 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
         f"  - {o}"
         for o in (
             "data.num_images=600",
+            "data.dedup_targets=[synthetic_in]",  # the one target probed (default: all three)
             f"data.cache_dir={cache}",
             "schedule.warmup_images=64",
         )
