@@ -175,7 +175,7 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
     text = sweep.read_text().replace("schedule.images_seen=4000", "schedule.images_seen=640")
     text = text.replace(
         "    label: lin\n",
-        "    label: lin\n    overrides: [transfer.max_per_class=10, "
+        "    label: lin\n    overrides: [transfer.max_per_class=10, 'transfer.l2_grid=[0.01]', "
         f"data.cache_dir={cache}, logging.wandb=false]\n",
     )
     sweep.write_text(text)
