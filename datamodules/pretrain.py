@@ -96,8 +96,8 @@ def _batches_or_raise(iterator):
     epoch: when a batch raises inside it, the thread dies and ``__next__`` waits on its queue
     forever. Before each ``next`` this waits, in half-second slices, until a batch is queued or
     the thread is gone; then ``next`` cannot block."""
+    queue = iterator.output_queue
     while True:
-        queue = iterator.output_queue
         with queue.not_empty:  # the mutex is held: _qsize(), since qsize() would take it again
             while not queue._qsize() and iterator.is_alive():
                 queue.not_empty.wait(0.5)
@@ -140,7 +140,6 @@ class HashtagBatches:
     def __iter__(self):
         dm = self.datamodule
         epoch, skip = dm._begin_epoch() if self.train else (0, 0)
-
         if self.order is not None:
             self.order.skip = {epoch: skip * self.loader.batch_size} if skip else {}
             self.loader.next_epoch = epoch

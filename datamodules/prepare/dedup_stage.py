@@ -9,10 +9,6 @@ images is hashed every time (its files can change under the same name)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +17,7 @@ from tqdm.auto import tqdm
 
 from datamodules import dedup
 from datamodules.dedup_targets import _eval_images, dedup_targets, target_kwargs
-from datamodules.io import atomic_write_json, json_bytes
-from datamodules.prepare.cache import _write_json
+from datamodules.prepare.cache import _build_atomically, _read_json, _write_json, stage_key
 from datamodules.prepare.scan import _load_records
 
 EVAL_SIGNATURES_DIR = "eval_signatures"
@@ -53,23 +48,21 @@ def target_signatures(
         return _hash_images(images, bar)
     decides = {k: v for k, v in target_kwargs(data_cfg, seed).items() if k != "cache_dir"}
     key = {"target": target, **decides, "signature": SIGNATURE_PARAMETERS}
-    digest = hashlib.sha256(json_bytes(key)).hexdigest()[:16]
-    entry = Path(data_cfg.cache_dir) / EVAL_SIGNATURES_DIR / f"{target}-{digest}"
+    entry = (
+        Path(data_cfg.cache_dir) / EVAL_SIGNATURES_DIR / f"{target}-{stage_key(data_cfg, (), key)}"
+    )
     if (entry / "ids.json").is_file():
-        ids = json.loads((entry / "ids.json").read_text())
+        ids = _read_json(entry / "ids.json")
         bar.update(len(ids))
         return ids, dedup.Signatures.load(entry / "signatures.npz")
     ids, signatures = _hash_images(images, bar)
-    partial = entry.with_name(f"{entry.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    signatures.save(partial / "signatures.npz")
-    atomic_write_json(partial / "key.json", key)
-    atomic_write_json(partial / "ids.json", ids)
-    try:
-        partial.rename(entry)  # whole or absent: a killed write leaves only a .partial folder
-    except OSError:  # another run wrote it first: same key, same content
-        shutil.rmtree(partial, ignore_errors=True)
+
+    def write(folder: Path) -> None:
+        signatures.save(folder / "signatures.npz")
+        _write_json(folder / "key.json", key)
+        _write_json(folder / "ids.json", ids)
+
+    _build_atomically(entry, write)  # whole or absent; another run's equal entry is kept
     return ids, signatures
 
 
