@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,3 +67,22 @@ def iter_jsonl(
                 yield n, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserInputError(f"{where(n)}: not valid JSON ({exc.msg})") from None
+
+
+def build_folder_atomically(final: Path, build: Callable[[Path], None]) -> None:
+    """Run ``build(tmp)`` in a temporary sibling folder, then rename it to ``final``: a folder
+    with its final name is complete. If another process completed ``final`` meanwhile, its
+    result is kept and ours discarded."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ import numpy as np
 
 from datamodules.errors import UserInputError
 from datamodules.ffcv_store import run_in_fresh_process, write_target_beton
-from datamodules.io import atomic_write_json
+from datamodules.io import atomic_write_json, build_folder_atomically
 
 if TYPE_CHECKING:
     from datamodules.data_config import DataConfig
@@ -303,6 +304,10 @@ def _build_target(
     return meta
 
 
+def _complete(folder: Path) -> bool:
+    return all((folder / f).is_file() for f in (META_FILE, "train.beton", "val.beton", GROUPS_FILE))
+
+
 def ensure_target_files(
     transfer_cfg: TransferConfig, data_cfg: DataConfig, seed: int = 0, load_fn=None
 ) -> TargetFiles:
@@ -315,17 +320,17 @@ def ensure_target_files(
     if spec.resolution < 8:
         raise UserInputError(f"transfer.resolution={spec.resolution} is too small (use >= 8)")
     folder = Path(data_cfg.cache_dir) / TARGETS_SUBDIR / spec.folder_name()
-    done = (folder / META_FILE).is_file() and all(
-        (folder / f).is_file() for f in ("train.beton", "val.beton", GROUPS_FILE)
-    )
-    if not done:
+    if not _complete(folder):
         print(f"[transfer] writing target '{spec.target}' at {spec.resolution}px to {folder}")
-        run_in_fresh_process(
-            _build_target,
-            spec,
-            str(data_cfg.cache_dir),
-            str(folder),
-            int(data_cfg.num_workers),
-            load_fn,
-        )
+        if folder.exists() and not _complete(folder):  # half-written by an older version
+            shutil.rmtree(folder)
+
+        def build(tmp: Path) -> None:
+            workers = int(data_cfg.num_workers)
+            run_in_fresh_process(
+                _build_target, spec, str(data_cfg.cache_dir), str(tmp), workers, load_fn
+            )
+
+        # whole or absent: runs of a sweep that write the same target at once keep one copy
+        build_folder_atomically(folder, build)
     return TargetFiles.read(folder)

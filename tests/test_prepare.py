@@ -16,6 +16,7 @@ from PIL import Image
 from datamodules import prepare
 from datamodules.errors import UserInputError
 from datamodules.hashtags import Vocabulary
+from datamodules.io import build_folder_atomically
 from datamodules.provenance import git_state
 from datamodules.sources.base import TaggedImage
 from experiments.config import DataConfig
@@ -233,7 +234,7 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path):
         raise RuntimeError("crash mid-stage")
 
     with pytest.raises(RuntimeError):
-        prepare._build_atomically(final, boom)
+        build_folder_atomically(final, boom)
     assert not final.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -91,6 +91,29 @@ def test_target_files_record_groups_and_dedup_report(tmp_path):
     assert files.dedup_within["dropped_conflicting_labels"] == 8
 
 
+def test_runs_writing_one_target_at_once_keep_one_whole_copy(tmp_path):
+    """Two jobs of a parallel sweep may write the same target together: each builds in a
+    folder of its own and renames it into place; both read the same complete files, and an
+    older version's half-written folder is replaced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = _cfg(tmp_path, "transfer.target=copies")
+    with ThreadPoolExecutor(2) as pool:
+        both = list(
+            pool.map(
+                lambda _: ensure_target_files(
+                    cfg.transfer, cfg.data, seed=0, load_fn=copies_load_target
+                ),
+                range(2),
+            )
+        )
+    assert both[0].dir == both[1].dir and both[0].num_train == both[1].num_train == 84 - 8
+    assert [p.name for p in both[0].dir.parent.iterdir()] == [both[0].dir.name]  # no leftovers
+    (both[0].dir / "meta.json").unlink()  # as a run that died mid-write left it
+    again = ensure_target_files(cfg.transfer, cfg.data, seed=0, load_fn=copies_load_target)
+    assert (again.dir / "meta.json").is_file() and again.num_train == 84 - 8
+
+
 def test_outer_folds_keep_each_group_in_one_fold():
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(3), 40)

@@ -34,7 +34,6 @@ One concern a file: ``cache`` (stage keys, atomic folders), ``scan``, ``labels``
 
 from datamodules import sources as sources  # tests patch ``prepare.sources.open_source``
 from datamodules.launch import LAUNCHERS
-from datamodules.prepare.cache import _build_atomically as _build_atomically
 from datamodules.prepare.cache import stage_key
 from datamodules.prepare.chain import _plan as _plan
 from datamodules.prepare.chain import ensure_prepared, prepared_dir

@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,26 +87,6 @@ def _source_fingerprint(data_cfg: Any) -> dict:
 def _size_mtime(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
-
-
-def _build_atomically(final: Path, build: Callable[[Path], None]) -> None:
-    """Run ``build(tmp)`` in a temporary sibling folder, then rename it to ``final``.
-
-    If another process completed ``final`` meanwhile, its result is kept and ours discarded.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_json(path: Path, obj: Any) -> None:

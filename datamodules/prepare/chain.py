@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from datamodules import dedup, hashtags
 from datamodules.dedup_targets import DEFAULT_DEDUP_TARGETS
 from datamodules.errors import UserInputError
+from datamodules.io import build_folder_atomically
 from datamodules.launch import check_launcher
 from datamodules.prepare.cache import (
     DEDUP_FIELDS,
@@ -20,7 +21,6 @@ from datamodules.prepare.cache import (
     VOCAB_FIELDS,
     WEBDATASET_FIELDS,
     WRITE_FIELDS,
-    _build_atomically,
     _log,
     _source_fingerprint,
     stage_key,
@@ -104,7 +104,7 @@ def ensure_prepared(
         reused = path.is_dir()
         start = time.perf_counter()
         if not reused:
-            _build_atomically(path, build)
+            build_folder_atomically(path, build)
         seconds = round(time.perf_counter() - start, 3)
         stages[name] = {"key": path.name, "reused": reused, "seconds": seconds}
         _log(path.parent.parent / "stage_log.jsonl", name, path.name, reused, seconds)
@@ -116,7 +116,7 @@ def ensure_prepared(
     stage("vocab", lambda out: _build_vocab(data_cfg, scan_dir, out, progress))
     stage("dedup", lambda out: _build_dedup(data_cfg, seed, scan_dir, out, progress))
     stages["write"] = {"key": final.name, "reused": False, "seconds": 0.0}
-    _build_atomically(
+    build_folder_atomically(
         final,
         lambda out: _build_prepared(data_cfg, seed, plan, stages, out, progress, launcher, options),
     )

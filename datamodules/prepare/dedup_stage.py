@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from datamodules import dedup
 from datamodules.dedup_targets import _eval_images, dedup_targets, target_kwargs
-from datamodules.prepare.cache import _build_atomically, _read_json, _write_json, stage_key
+from datamodules.io import build_folder_atomically
+from datamodules.prepare.cache import _read_json, _write_json, stage_key
 from datamodules.prepare.scan import _load_records
 
 EVAL_SIGNATURES_DIR = "eval_signatures"
@@ -62,7 +63,7 @@ def target_signatures(
         _write_json(folder / "key.json", key)
         _write_json(folder / "ids.json", ids)
 
-    _build_atomically(entry, write)  # whole or absent; another run's equal entry is kept
+    build_folder_atomically(entry, write)  # whole or absent; another run's equal entry is kept
     return ids, signatures
 
 
