@@ -20,6 +20,7 @@ and requeues the job itself (:mod:`experiments.requeue` has the whole path).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -91,7 +92,7 @@ class RunFailed(RuntimeError):
     pass
 
 
-def _single_process_env() -> dict[str, str]:
+def single_process_env() -> dict[str, str]:
     """The environment without SLURM's task variables, so Lightning sees one plain process."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
 
@@ -125,6 +126,30 @@ class _RequeueSignal:
 _REQUEUE = _RequeueSignal()
 
 
+def log_header(task: Task, note: str = "") -> str:
+    """The line a run's ``sweep.log`` gets each time the run starts: when, and its command."""
+    where = f"  ({note})" if note else ""
+    return f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(task.command())}{where}\n"
+
+
+def elapsed_s(run_dir: Path) -> float | None:
+    """Seconds from the run's last start in its ``sweep.log`` to its ``metrics.json``: what a
+    user waited for it, process start and data preparation included (None: no such record)."""
+    log, metrics = Path(run_dir) / LOG_FILE, Path(run_dir) / "metrics.json"
+    if not (log.is_file() and metrics.is_file()):
+        return None
+    end = metrics.stat().st_mtime
+    starts = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("=== ") and " $ " in line:
+            try:
+                starts.append(time.mktime(time.strptime(line[4:23], "%Y-%m-%d %H:%M:%S")))
+            except ValueError:
+                continue
+    starts = [t for t in starts if t <= end]
+    return end - starts[-1] if starts else None
+
+
 def subprocess_runner(task: Task) -> None:
     """Run the task in a fresh interpreter, appending its output to ``<run dir>/sweep.log``.
 
@@ -134,10 +159,10 @@ def subprocess_runner(task: Task) -> None:
     from experiments.requeue import REQUEUE_EXIT
 
     task.run_dir.mkdir(parents=True, exist_ok=True)
-    env = _single_process_env() if task.kind == "transfer" else dict(os.environ)
+    env = single_process_env() if task.kind == "transfer" else dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     with open(task.log_path, "a") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(task.command())}\n")
+        log.write(log_header(task))
         log.flush()
         with subprocess.Popen(
             task.command(), stdout=log, stderr=subprocess.STDOUT, env=env
@@ -294,12 +319,20 @@ def _report(jobs: Sequence[Job]) -> SweepReport:
     return rep
 
 
+def _state_on_disk(job: Job, task: Task) -> str:
+    if RunDir(task.run_dir).is_complete():
+        return "complete"
+    if task is not job.pretrain and not RunDir(job.pretrain.run_dir).is_complete():
+        return "blocked"
+    return "failed"
+
+
 def _finish(rep: SweepReport, jobs: Sequence[Job], results: Sequence[dict | None]) -> SweepReport:
     for job, result in zip(jobs, results):
         for task in job.tasks:
             state = (result or {}).get(task.name)
-            if state is None:  # the job died before reaching it, or was not submitted
-                state = "complete" if RunDir(task.run_dir).is_complete() else "failed"
+            if state is None:  # read from disk: the job ran in a process of its own, died
+                state = _state_on_disk(job, task)  # before reaching the run, or was not run
             rep.after[task.name] = state
             # a transfer blocked by its failed pretraining: the pretraining log says why
             rep.logs[task.name] = (job.pretrain if state == "blocked" else task).log_path
@@ -310,19 +343,44 @@ def _finish(rep: SweepReport, jobs: Sequence[Job], results: Sequence[dict | None
 # launchers
 
 
-def launch_local(jobs: Sequence[Job], runner: Runner | None = None) -> SweepReport:
-    """Sequentially, in this process; each run itself is a fresh subprocess (default runner)."""
-    rep = _report(jobs)
-    results = []
-    for job in tqdm(jobs, desc="sweep", unit="job", disable=len(jobs) < 2):
-        try:
-            results.append(execute_job(job, runner))
-        except Requeued as why:  # inside an sbatch job: the run requeued it; rerun continues
-            from experiments.requeue import REQUEUE_EXIT
+def launch_local(
+    jobs: Sequence[Job], runner: Runner | None = None, at_once: int = 1
+) -> SweepReport:
+    """On this machine, in this process's loop. By default each job (its pretraining run, then
+    its transfers) runs in one fresh interpreter (:mod:`experiments.job_process`), ``at_once``
+    jobs at a time, each given ``cores / at_once`` torch threads (OMP_NUM_THREADS, unless set);
+    with ``runner``, this process runs each job and the runner each of its runs, in order."""
+    from experiments import job_process
 
-            print(f"sweep: {why}", file=sys.stderr)
-            raise SystemExit(REQUEUE_EXIT) from None
-    return _finish(rep, jobs, results)
+    rep = _report(jobs)
+    if runner is not None:
+        results: list[dict | None] = []
+        for job in tqdm(jobs, desc="sweep", unit="job", disable=len(jobs) < 2):
+            try:
+                results.append(execute_job(job, runner))
+            except Requeued as why:  # inside an sbatch job: the run requeued it; rerun resumes
+                _exit_requeued(why)
+        return _finish(rep, jobs, results)
+    todo = [job for job in jobs if any(rep.before[t.name] != "complete" for t in job.tasks)]
+    env = {}
+    if at_once > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // at_once))
+    with concurrent.futures.ThreadPoolExecutor(max(1, at_once)) as pool:
+        done = pool.map(lambda job: job_process.run_in_fresh_process(job, env), todo)
+        try:
+            for _ in tqdm(done, desc="sweep", unit="job", total=len(todo), disable=len(todo) < 2):
+                pass
+        except Requeued as why:
+            pool.shutdown(cancel_futures=True)
+            _exit_requeued(why)
+    return _finish(rep, jobs, [None] * len(jobs))  # every state read from its run directory
+
+
+def _exit_requeued(why: Requeued) -> None:
+    from experiments.requeue import REQUEUE_EXIT
+
+    print(f"sweep: {why}", file=sys.stderr)
+    raise SystemExit(REQUEUE_EXIT) from None
 
 
 def slurm_parameters(slurm: SlurmSpec, job_name: str) -> dict:

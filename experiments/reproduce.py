@@ -77,9 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--launcher", choices=[x for x in sweep.LAUNCHERS if x != "wandb-export"], default="local"
     )
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: jobs (a pretraining run and its transfers) at once, sharing the cores",
+    )
+    parser.add_argument(
         "--configs-dir",
         default=str(CONFIGS_DIR),
         help="where the suite's sweeps/ and tables/ live (default: this checkout's configs/)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="dry run: estimate every run, complete or not (the whole suite from scratch)",
     )
     parser.add_argument(
         "--images-per-s",
@@ -107,7 +118,11 @@ def tables_config(args: argparse.Namespace) -> tables.TablesConfig:
 
 @dataclass
 class Rates:
-    """Measured on this machine's complete runs: images seen per second, seconds per transfer."""
+    """Measured on this machine's complete runs: images seen per second, seconds per transfer.
+
+    A run's time is from its start in ``sweep.log`` to its ``metrics.json`` (process start and
+    data preparation included) where the sweep launcher recorded the start, else its ``wall_s``.
+    """
 
     by_model: dict[str, float]
     overall: float  # 0 = nothing measured
@@ -122,7 +137,7 @@ class Rates:
         walls: dict[str, list[float]] = {}
         transfers = []
         for m in runs:
-            wall = float(m.get("wall_s") or 0)
+            wall = launchers.elapsed_s(Path(runs_dir) / m["name"]) or float(m.get("wall_s") or 0)
             if wall <= 0:
                 continue
             if m["kind"] == "pretrain" and m.get("images_seen"):
@@ -169,26 +184,41 @@ def human_time(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
-def dry_run(paths: list[Path], overrides: list[str], runs_dir: str, rates: Rates) -> int:
+def dry_run(
+    paths: list[Path], overrides: list[str], runs_dir: str, rates: Rates, everything: bool = False
+) -> int:
+    """List every run with its state; estimate the pending ones (``everything``: all of them,
+    as a fresh runs folder would run them, with the rates measured on this one)."""
     total_s, unknown, pending_runs = 0.0, 0, 0
+    counted: set[str] = set()  # everything: runs already estimated in an earlier sweep
     for path in paths:
         spec = load_spec(path)
         runs = expand(spec, overrides, runs_dir=runs_dir)
         jobs = launchers.jobs_from_plan(runs)
         states = [launchers.task_state(j.pretrain) for j in jobs]
-        pending_t = [t for j in jobs for t in j.transfers if launchers.task_state(t) != "complete"]
+        pending_t = [
+            t
+            for j in jobs
+            for t in j.transfers
+            if everything or launchers.task_state(t) != "complete"
+        ]
+        if everything:  # a transfer shared by two sweeps (a baseline) runs once
+            pending_t = [t for t in pending_t if t.name not in counted]
+            counted.update(t.name for t in pending_t)
         sweep_s, sweep_unknown = 0.0, 0
         lines = []
         for run, state in zip(runs, states):
             cfg = run.config()
             seen = planned_images_seen(cfg)
-            est = None if state == "complete" else rates.pretrain_s(cfg.model.name, seen)
-            if state != "complete":
+            todo = state != "complete" or (everything and run.name not in counted)
+            counted.add(run.name)
+            est = rates.pretrain_s(cfg.model.name, seen) if todo else None
+            if todo:
                 pending_runs += 1
                 sweep_unknown += est is None
                 sweep_s += est or 0.0
             shown = f"{seen:,}" if seen is not None else "heuristic (size known after prepare)"
-            when = "" if state == "complete" else f"  ~{human_time(est)}" if est else "  ~?"
+            when = "" if not todo else f"  ~{human_time(est)}" if est else "  ~?"
             lines.append(f"  {run.name}  images_seen {shown}  [{state}]{when}")
             for t in run.transfers:
                 lines.append(f"    -> {t.name}")
@@ -222,8 +252,9 @@ def dry_run(paths: list[Path], overrides: list[str], runs_dir: str, rates: Rates
             )
         )
         extra = f"; {unknown} runs not estimable" if unknown else ""
-        print(f"estimated time for {pending_runs} pending runs: {human_time(total_s)}{extra}")
-        print(f"  ({basis}; dataset preparation not counted)")
+        which = f"all {pending_runs}" if everything else f"{pending_runs} pending"
+        print(f"estimated time for {which} runs: {human_time(total_s)}{extra}")
+        print(f"  ({basis}; each from its start to its end, where sweep.log has the start)")
     else:
         print(
             f"estimated time: unknown; no complete run under {runs_dir} to time from. Run one "
@@ -241,6 +272,7 @@ def _sweep_args(path: Path, args: argparse.Namespace, runs_dir: str) -> argparse
     parser = argparse.ArgumentParser()
     sweep.add_arguments(parser)
     argv = [str(path), *args.overrides, "--runs-dir", runs_dir, "--launcher", args.launcher]
+    argv += ["--jobs", str(args.jobs)]
     return parser.parse_args(argv)
 
 
@@ -262,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     paths = sweep_paths(args.suite, args.sweeps, Path(args.configs_dir))
     if args.dry_run:
-        return dry_run(paths, list(args.overrides), cfg.runs_dir, Rates.measure(
-            cfg.runs_dir, args.images_per_s))  # fmt: skip
+        rates = Rates.measure(cfg.runs_dir, args.images_per_s)
+        return dry_run(paths, list(args.overrides), cfg.runs_dir, rates, args.all)
     failed = []
     if not args.tables_only:
         start = time.perf_counter()

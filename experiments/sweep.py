@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--launcher", type=launcher_arg, choices=LAUNCHERS, default="local")
     parser.add_argument("--runs-dir", default="", help="override the spec's / base's runs_dir")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: jobs (a pretraining run and its transfers) at once, sharing the cores",
+    )
+    parser.add_argument(
         "--only", nargs="+", default=None, metavar="NAME", help="launch only these run names"
     )
     parser.add_argument(
@@ -132,10 +138,11 @@ def launch(
     launcher: str,
     runner: launchers.Runner | None = None,
     wait: bool = True,
+    at_once: int = 1,
 ) -> launchers.SweepReport:
     jobs = launchers.jobs_from_plan(runs)
     if launcher == "local":
-        return launchers.launch_local(jobs, runner)
+        return launchers.launch_local(jobs, runner, at_once)
     folder = Path(spec.slurm.log_dir or Path(runs[0].runs_dir) / SWEEPS_SUBDIR / spec.name)
     executor = launchers.make_executor(launcher, folder / "submitit", spec.slurm, spec.name)
     return launchers.launch_submitit(jobs, executor, runner, wait=wait)
@@ -192,9 +199,14 @@ def run(args: argparse.Namespace, runner: launchers.Runner | None = None) -> int
         atomic_write_text(out, yaml.safe_dump(sweep_cfg, sort_keys=False))
         print(f"wrote {out}: `wandb sweep {out}` then `wandb agent <sweep id>`")
         return 0
+    if args.jobs < 1 or (args.jobs > 1 and args.launcher != "local"):
+        raise UserInputError(
+            f"--jobs {args.jobs}: give a number >= 1, with --launcher local "
+            "(submitit and SLURM run their jobs at once by themselves)"
+        )
     write_manifest(spec, args.spec, runs)
     wait = not args.no_wait and args.launcher != "slurm"
-    report = launch(spec, runs, args.launcher, runner, wait=wait)
+    report = launch(spec, runs, args.launcher, runner, wait=wait, at_once=args.jobs)
     print(f"sweep {spec.name}: " + "\n".join(report.lines()))
     if report.after:
         atomic_write_text(

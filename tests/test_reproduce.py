@@ -4,8 +4,11 @@ folder built from run directories, and rebuilt from its per-run records alone.""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import reproduce
+from experiments import launchers, reproduce
 from experiments.__main__ import main
+from experiments.sweep_spec import expand, load_spec
 from tests.test_results_tables import (
     SCALES,
     VOCABS,
@@ -101,6 +105,46 @@ def test_dry_run_lists_every_run_and_estimates_from_measured_rates(tmp_path, cap
     assert "estimated time for 6 pending runs: 7 min" in out
     assert "100 images seen/s (1 complete runs under" in out
     assert out.count("[new]  ~1 min") == 6  # 40 s each, rounded
+
+
+def _started(runs: Path, name: str, seconds_before_end: float) -> None:
+    """Give a run the sweep.log a launcher writes: its start, ``seconds_before_end`` before its
+    metrics.json."""
+    metrics = runs / name / "metrics.json"
+    end = int(metrics.stat().st_mtime)  # whole seconds, as the log's stamp
+    os.utime(metrics, (end, end))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(end - seconds_before_end))
+    (runs / name / "sweep.log").write_text(f"\n=== {stamp} $ python -m experiments ...\nlog\n")
+
+
+def test_dry_run_times_runs_from_their_logged_start_and_all_estimates_every_run(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    configs = suite(tmp_path, runs, tmp_path / "out")
+    planned = expand(load_spec(configs / "sweeps" / "scale_t.yaml"), [], runs_dir=str(runs))
+    # a run outside the sweep: 8,000 images seen, wall_s 80 but 100 s from its logged start
+    # (process start and preparation); its transfer: wall_s 30, 40 s from its start
+    pm = pretrain_metrics("timed", vocab="in1k", images=1000.0, seed=9)
+    pm.update(images_seen=8000, wall_s=80.0)
+    pm["axes"]["model"] = "rx-tiny"
+    write_run(runs, pm)
+    write_run(runs, {**transfer_metrics("timed__lin", pm, 0.5, 9), "wall_s": 30.0})
+    _started(runs, "timed", 100)
+    _started(runs, "timed__lin", 40)
+    # one of the sweep's own runs is complete: 4,000 images seen in 50 s (the same 80/s)
+    done = {**pm, "name": planned[0].name, "images_seen": 4000, "wall_s": 1.0}
+    write_run(runs, done)
+    _started(runs, planned[0].name, 50)
+    assert reproduce.run(parse("t", "--dry-run", "--configs-dir", str(configs))) == 0
+    out = capsys.readouterr().out
+    # 5 x 4000 images at 80/s = 250 s, plus 6 transfers x 40 s = 240 s: 8 min
+    assert "estimated time for 5 pending runs: 8 min" in out
+    assert "80 images seen/s (2 complete runs under" in out
+    assert "transfers at 40 s each (1 complete)" in out
+    # --all: the complete run counts as well: 6 x 50 s + 6 x 40 s = 540 s
+    assert reproduce.run(parse("t", "--dry-run", "--all", "--configs-dir", str(configs))) == 0
+    out = capsys.readouterr().out
+    assert "estimated time for all 6 runs: 9 min" in out
+    assert f"{planned[0].name}  images_seen 4,000  [complete]  ~1 min" in out
 
 
 def test_unknown_suite_or_sweep_is_one_line(tmp_path, capsys):
@@ -214,5 +258,24 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
     for images, top1 in by_images:
         assert table.loc[images, "n"] == 3
         assert table.loc[images, "mean"] == pytest.approx(top1.mean())
+    # the sweep ran each job (a pretraining run, then its probe) in one process; the probe gives
+    # the same numbers in a process of its own, as every run did before jobs shared a process
+    task = launchers.jobs_from_plan(expand(load_spec(sweep), [], runs_dir=str(runs)))[0].transfers[
+        0
+    ]
+    again = tmp_path / "again"
+    alone = dataclasses.replace(
+        task,
+        runs_dir=str(again),
+        overrides=tuple(
+            f"runs_dir={again}" if o.startswith("runs_dir=") else o for o in task.overrides
+        ),
+    )
+    launchers.subprocess_runner(alone)
+    shared, own = (json.loads((t.run_dir / "metrics.json").read_text()) for t in (task, alone))
+    assert "(in the job's process)" in task.log_path.read_text()
+    assert own["status"] == "complete" and own["pretrained"] == shared["pretrained"]
+    for key in ("top1", "top5", "probe", "num_train", "num_val"):
+        assert own[key] == shared[key], key
     assert main(argv) == 0
     assert "12 already complete" in capsys.readouterr().out
