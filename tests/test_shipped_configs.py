@@ -76,7 +76,7 @@ REGISTRY = {
         for size in ("mini", "paper")
     },
     "sweeps/loss_mini.yaml": "sweep",
-    "sweeps/scale_in1k_mini.yaml": "sweep",
+    "sweeps/exploratory/scale_in1k_mini.yaml": "sweep",
     "sweeps/scale_in1k_wide_mini.yaml": "sweep",
     "tables/mini.yaml": "tables",
     "tables/paper.yaml": "tables",
