@@ -3,7 +3,8 @@
 The names (:data:`LAUNCHERS`) mean the same in every command:
 
 * ``local``: on this machine, without submitit. prepare: a pool of spawned processes (the
-  default); sweep: a sequential loop in the sweep's own process.
+  default); sweep: each job in a fresh process, ``--jobs N`` at once (a thread pool in the
+  sweep's own process starts them).
 * ``submitit-local``: submitit's ``LocalExecutor`` (the submitit path without a cluster).
 * ``slurm``: a SLURM job array through submitit's ``AutoExecutor``.
 

@@ -1,17 +1,20 @@
-"""Launchers that run a sweep's jobs: ``local`` (a sequential loop in this process),
+"""Launchers that run a sweep's jobs: ``local`` (fresh processes started from this one),
 ``submitit-local`` (submitit's LocalExecutor) and ``slurm`` (AutoExecutor job arrays): the names
 of ``datamodules.launch.LAUNCHERS``, which mean the same for ``prepare``. The executor comes from
 ``datamodules.launch.submitit_executor``, the one helper both use. ``wandb-export`` and the W&B
 agent's side are :mod:`experiments.wandb_sweep`.
 
 A *job* is one pretraining run and the transfer runs that follow it. Every run is a
-:class:`Task` (a verb, a config and overrides); the default runner executes it as a fresh
-``python -m experiments <verb> <config> k=v ...`` subprocess, because FFCV's DatasetWriter can
-deadlock in a process that already ran a Loader, so several runs never share a process. Tests
-inject a runner (any picklable callable taking a Task) instead.
+:class:`Task` (a verb, a config and overrides). The local launcher runs each job in one fresh
+interpreter (:mod:`experiments.job_process`: the runs one after another, each logging to its own
+folder), ``--jobs N`` of them at once; submitit's workers run each task as a fresh
+``python -m experiments <verb> <config> k=v ...`` subprocess (:func:`subprocess_runner`), which
+keeps SLURM's signal forwarding and per-rank environment as they were. No run writes a .beton
+file in its own process (FFCV's DatasetWriter can deadlock in a process that already ran a
+Loader; every writer is spawned). Tests inject a runner (any picklable callable taking a Task).
 
-Nothing here schedules: the local launcher is a loop, and everything else is submitit or
-``wandb sweep``/agent. Completed runs are skipped (``RunDir.is_complete``); a run with a
+Nothing here schedules: the local launcher is a loop over a thread pool of ``--jobs`` workers
+(each waiting on its job's process), and everything else is submitit or ``wandb sweep``/agent. Completed runs are skipped (``RunDir.is_complete``); a run with a
 checkpoint is resumed by the run itself (``run_pretrain`` does it); a failed run is simply run
 again. Before a SLURM time limit the job gets submitit's signal (USR2, ``slurm_signal_delay_s``
 ahead); the worker forwards it to the running run, a pretraining run checkpoints at its next step

@@ -185,32 +185,39 @@ def human_time(seconds: float) -> str:
 
 
 def dry_run(
-    paths: list[Path], overrides: list[str], runs_dir: str, rates: Rates, everything: bool = False
+    paths: list[Path],
+    overrides: list[str],
+    runs_dir: str,
+    rates: Rates,
+    everything: bool = False,
+    at_once: int = 1,
 ) -> int:
     """List every run with its state; estimate the pending ones (``everything``: all of them,
-    as a fresh runs folder would run them, with the rates measured on this one)."""
+    as a fresh runs folder would run them, with the rates measured on this one). With
+    ``at_once`` jobs at a time, the runs' summed times are divided by it: the rates should then
+    come from runs that also ran ``at_once`` at a time (each is slower, several overlap)."""
     total_s, unknown, pending_runs = 0.0, 0, 0
-    counted: set[str] = set()  # everything: runs already estimated in an earlier sweep
+    counted: set[str] = set()  # runs already estimated in an earlier sweep
     for path in paths:
         spec = load_spec(path)
         runs = expand(spec, overrides, runs_dir=runs_dir)
         jobs = launchers.jobs_from_plan(runs)
         states = [launchers.task_state(j.pretrain) for j in jobs]
+        # a run shared by several sweeps (a baseline, the default setting) runs once: in the
+        # first sweep that plans it
         pending_t = [
             t
             for j in jobs
             for t in j.transfers
-            if everything or launchers.task_state(t) != "complete"
+            if (everything or launchers.task_state(t) != "complete") and t.name not in counted
         ]
-        if everything:  # a transfer shared by two sweeps (a baseline) runs once
-            pending_t = [t for t in pending_t if t.name not in counted]
-            counted.update(t.name for t in pending_t)
+        counted.update(t.name for t in pending_t)
         sweep_s, sweep_unknown = 0.0, 0
         lines = []
         for run, state in zip(runs, states):
             cfg = run.config()
             seen = planned_images_seen(cfg)
-            todo = state != "complete" or (everything and run.name not in counted)
+            todo = (state != "complete" or everything) and run.name not in counted
             counted.add(run.name)
             est = rates.pretrain_s(cfg.model.name, seen) if todo else None
             if todo:
@@ -226,6 +233,7 @@ def dry_run(
             sweep_s += rates.transfer_s * len(pending_t)
         else:
             sweep_unknown += len(pending_t)
+        sweep_s /= max(1, at_once)
         counts = {s: states.count(s) for s in dict.fromkeys(states)}
         state_text = ", ".join(f"{n} {s}" for s, n in counts.items())
         if not sweep_unknown:
@@ -253,7 +261,8 @@ def dry_run(
         )
         extra = f"; {unknown} runs not estimable" if unknown else ""
         which = f"all {pending_runs}" if everything else f"{pending_runs} pending"
-        print(f"estimated time for {which} runs: {human_time(total_s)}{extra}")
+        jobs = f" with {at_once} jobs at once" if at_once > 1 else ""
+        print(f"estimated time for {which} runs{jobs}: {human_time(total_s)}{extra}")
         print(f"  ({basis}; each from its start to its end, where sweep.log has the start)")
     else:
         print(
@@ -295,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     paths = sweep_paths(args.suite, args.sweeps, Path(args.configs_dir))
     if args.dry_run:
         rates = Rates.measure(cfg.runs_dir, args.images_per_s)
-        return dry_run(paths, list(args.overrides), cfg.runs_dir, rates, args.all)
+        return dry_run(paths, list(args.overrides), cfg.runs_dir, rates, args.all, args.jobs)
     failed = []
     if not args.tables_only:
         start = time.perf_counter()

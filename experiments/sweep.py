@@ -1,7 +1,8 @@
 """`python -m experiments sweep <sweep.yaml> [key=value ...]`: expand a sweep and launch it.
 
     --dry-run                 print every run (name, images seen) and its transfer runs
-    --launcher local          sequential, each run in a fresh subprocess (default)
+    --launcher local          each job (pretraining + its transfers) in one fresh process (default)
+    --jobs N                  local: N jobs at once, cores / N torch threads each (default 1)
     --launcher submitit-local the submitit path, with its LocalExecutor (what tests use)
     --launcher slurm          SLURM job array through submitit (settings: the spec's `slurm:`)
     --launcher wandb-export   write a `wandb sweep` YAML whose agent calls `--from-wandb`

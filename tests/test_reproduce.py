@@ -145,6 +145,20 @@ def test_dry_run_times_runs_from_their_logged_start_and_all_estimates_every_run(
     out = capsys.readouterr().out
     assert "estimated time for all 6 runs: 9 min" in out
     assert f"{planned[0].name}  images_seen 4,000  [complete]  ~1 min" in out
+    # a second sweep of the suite that plans 3 of the same runs: they are estimated once
+    shared = (configs / "sweeps" / "scale_t.yaml").read_text().replace("[0.5, 1.0]", "[1.0]")
+    (configs / "sweeps" / "one_t.yaml").write_text(shared)
+    assert reproduce.run(parse("t", "--dry-run", "--all", "--configs-dir", str(configs))) == 0
+    out = capsys.readouterr().out
+    # (sweeps in name order: one_t first, so scale_t has 3 runs left to estimate)
+    assert "sweep one_t: 3 pretraining runs (3 new), 3 transfers (3 pending)" in out
+    assert "sweep scale_t: 6 pretraining runs (1 complete, 5 new), 6 transfers (3 pending)" in out
+    assert "estimated time for all 6 runs: 9 min" in out
+    (configs / "sweeps" / "one_t.yaml").unlink()
+    # two jobs at once: the summed run times (measured two at a time) over 2
+    argv = ("t", "--dry-run", "--all", "--jobs", "2", "--configs-dir", str(configs))
+    assert reproduce.run(parse(*argv)) == 0
+    assert "estimated time for all 6 runs with 2 jobs at once: 4 min" in capsys.readouterr().out
 
 
 def test_unknown_suite_or_sweep_is_one_line(tmp_path, capsys):
