@@ -237,7 +237,7 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
         f"data.cache_dir={cache}, logging.wandb=false]\n",
     )
     sweep.write_text(text)
-    argv = ["reproduce", "t", "--configs-dir", str(configs)]
+    argv = ["reproduce", "t", "--configs-dir", str(configs), "--jobs", "2"]
     assert main(argv) == 0, capsys.readouterr().out
     assert "done 12/12" in capsys.readouterr().out
     findings = pd.read_csv(out / "findings.csv").set_index("claim")
