@@ -1,5 +1,5 @@
 """Which evaluation sets the pretraining corpus is deduplicated against, and their images:
-``data.dedup_targets`` (target names, or folders of images) or the source's defaults."""
+``data.dedup.targets`` (target names, or folders of images) or the source's defaults."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-# evaluation sets each source is deduplicated against when data.dedup_targets is empty
+# evaluation sets each source is deduplicated against when data.dedup.targets is empty
 DEFAULT_DEDUP_TARGETS = {
     "openclipart": ("openclipart_images", "openclipart_categories"),
     "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
@@ -24,13 +24,13 @@ DEFAULT_DEDUP_TARGETS = {
 
 
 def dedup_targets(data_cfg: Any) -> list[str]:
-    """Evaluation sets to deduplicate against: ``data.dedup_targets`` when the schema has it and
-    it is non-empty (target names, or folders of images), else the source's defaults."""
-    configured = list(data_cfg.dedup_targets)
+    """Evaluation sets to deduplicate against: ``data.dedup.targets`` when it is non-empty
+    (target names, or folders of images), else the source's defaults."""
+    configured = list(data_cfg.dedup.targets)
     if configured:
         return configured
-    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source, ()))
-    if not data_cfg.holdout_categories:  # no held-out folders: that target does not exist
+    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source.name, ()))
+    if not data_cfg.source.holdout_categories:  # no held-out folders: that target does not exist
         defaults = [t for t in defaults if t != "openclipart_categories"]
     return defaults
 
@@ -51,15 +51,16 @@ def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
 def target_kwargs(data_cfg: Any, seed: int) -> dict[str, Any]:
     """What decides a named target's images besides its name (``sources.load_target``'s
     arguments): the same world and held-out split as the pretraining corpus."""
+    source = data_cfg.source
     return dict(
         root="",
-        image_size=int(data_cfg.image_size),
+        image_size=int(source.image_size),
         seed=seed,
         cache_dir=data_cfg.cache_dir,
-        holdout_fraction=float(data_cfg.holdout_fraction),
-        holdout_categories=tuple(data_cfg.holdout_categories),
-        synthetic_concepts=int(data_cfg.synthetic_concepts),
-        zipf_exponent=float(data_cfg.zipf_exponent),
+        holdout_fraction=float(source.holdout_fraction),
+        holdout_categories=tuple(source.holdout_categories),
+        synthetic_concepts=int(source.synthetic_concepts),
+        zipf_exponent=float(source.zipf_exponent),
     )
 
 

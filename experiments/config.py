@@ -2,7 +2,7 @@
 
 A run config is one :class:`RunConfig`. YAML files may start with ``defaults: [other.yaml, ...]``
 (paths relative to the file, or to the repository's ``configs/``), merged first, in order.
-CLI overrides are OmegaConf dot-lists (``data.scale=0.1``). Unknown keys, wrong types and
+CLI overrides are OmegaConf dot-lists (``data.write.scale=0.1``). Unknown keys, wrong types and
 missing files raise :class:`UserInputError` with a one-line message naming the key and the
 valid choices.
 """
@@ -17,7 +17,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf, ValidationError
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from datamodules import data_config, transfer_config
-from datamodules.data_config import DataConfig
+from datamodules.data_config import (
+    DataConfig,
+    DedupConfig,
+    LoadingConfig,
+    SourceConfig,
+    VocabConfig,
+    WriteConfig,
+)
 from datamodules.errors import UserInputError
 from datamodules.transfer_config import TransferConfig
 from lightning_modules import model_config
@@ -71,7 +78,7 @@ class RunConfig:
 
 # String knobs with a closed set of values, each defined once in its section's module.
 CHOICES: dict[str, tuple[str, ...]] = {
-    **{f"data.{k}": v for k, v in data_config.CHOICES.items()},
+    **{f"data.{s}.{k}": v for s, fields in data_config.CHOICES.items() for k, v in fields.items()},
     **{f"{s}.{k}": v for s, fields in model_config.CHOICES.items() for k, v in fields.items()},
     **{f"transfer.{k}": v for k, v in transfer_config.CHOICES.items()},
 }
@@ -151,7 +158,7 @@ def load_config(
 ) -> Any:
     """Compose schema defaults, a YAML file (with its defaults chain) and CLI overrides.
 
-    Returns the typed object (a dataclass instance) so code reads ``cfg.data.scale``.
+    Returns the typed object (a dataclass instance) so code reads ``cfg.data.write.scale``.
     """
     base = OmegaConf.structured(schema)
     cfg = base
@@ -167,7 +174,7 @@ def load_config(
         _check_key(base, ALIASES.get(key, key))
         if "=" not in item:
             raise UserInputError(
-                f"override '{item}' must look like key=value (e.g. data.scale=0.1)"
+                f"override '{item}' must look like key=value (e.g. data.write.scale=0.1)"
             )
         key, value = item.split("=", 1)
         # `pretrained=` means the empty string (OmegaConf would read it as None)
@@ -200,6 +207,11 @@ __all__ = [
     "MISSING",
     "ValidationError",
     "DataConfig",
+    "SourceConfig",
+    "VocabConfig",
+    "DedupConfig",
+    "WriteConfig",
+    "LoadingConfig",
     "ModelConfig",
     "OptimConfig",
     "ScheduleConfig",

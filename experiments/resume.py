@@ -13,7 +13,7 @@ both modes continue the checkpoint's run exactly:
 
 The config may differ from the checkpoint's only where the restored state stays valid:
 ``schedule.*`` (but not ``accumulate``/``global_batch``), ``trainer.*`` (but not ``devices``/``num_nodes``),
-``logging.*``, ``data.num_workers``, ``data.cache_dir``. A longer or otherwise changed schedule
+``logging.*``, ``data.loading.num_workers``, ``data.cache_dir``. A longer or otherwise changed schedule
 is the new schedule's learning-rate curve from the checkpoint's step on (the first step after
 it still runs at the restored LR); one that ends before that step is an error. Other changes
 (model, optimizer, data, seed, global batch) are one error line: starting a new recipe from a
@@ -42,7 +42,7 @@ FORK_MAY_CHANGE = (
     "trainer.",
     "logging.",
     "transfer.",  # not read by pretraining
-    "data.num_workers",
+    "data.loading.num_workers",
     "data.cache_dir",
 )
 FORK_MUST_KEEP = (  # the global batch: steps of the checkpoint must mean the same images

@@ -31,10 +31,11 @@ HELDOUT_KEYS = ("source", "holdout_fraction", "holdout_categories")
 def heldout_split(data: dict) -> dict:
     """What a pretraining corpus held out for transfer (its source, the id-hash fraction and
     the whole folders), from its data config; keys a run may predate read as the defaults."""
+    source = data["source"]
     return {
-        "source": data["source"],
-        "holdout_fraction": float(data.get("holdout_fraction", 0.2)),
-        "holdout_categories": sorted(data.get("holdout_categories") or []),
+        "source": source["name"],
+        "holdout_fraction": float(source.get("holdout_fraction", 0.2)),
+        "holdout_categories": sorted(source.get("holdout_categories") or []),
     }
 
 
@@ -93,7 +94,7 @@ def _load_lightning_checkpoint(path: Path, model_cfg: Any) -> tuple[torch.nn.Mod
         "num_classes": vocab_size,
         "hashtags": list(hparams.get("hashtags") or []),
         "checkpoint": str(path),
-        "resolution": int(config["data"]["resolution"]),
+        "resolution": int(config["data"]["loading"]["resolution"]),
         "loss": config["model"]["loss"],
         "heldout": heldout_split(config["data"]),
     }

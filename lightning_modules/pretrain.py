@@ -43,7 +43,7 @@ def per_device_batch(global_batch: int, world_size: int, accumulate: int) -> int
         raise UserInputError(
             f"schedule.global_batch={global_batch} does not split over {world_size} processes x "
             f"schedule.accumulate={accumulate}: use a world size (torchrun --nnodes x "
-            "--nproc_per_node, or SLURM tasks) that divides it, or set data.batch_size instead"
+            "--nproc_per_node, or SLURM tasks) that divides it, or set data.loading.batch_size instead"
         )
     return global_batch // parts
 
@@ -161,7 +161,7 @@ class HashtagPretrainer(L.LightningModule):
     def global_batch(self) -> int:
         trainer = self.trainer
         return global_batch_size(
-            self.cfg.data.batch_size, trainer.world_size, trainer.accumulate_grad_batches
+            self.cfg.data.loading.batch_size, trainer.world_size, trainer.accumulate_grad_batches
         )
 
     def _num_train(self) -> int:

@@ -1,0 +1,156 @@
+"""The data config's section per stage (issue 16): each prepare stage's key follows its own
+section only, and stayed what the flat layout gave."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+from tqdm import tqdm
+
+from datamodules.data_config import CHOICES, SECTIONS
+from datamodules.data_legacy import LEGACY_KEYS
+from datamodules.prepare import chain, dedup_stage
+from experiments.config import load_config
+
+TINY = "configs/pretrain/tiny_cpu.yaml"
+SECTION_KEYS = sorted(
+    f"data.{s}.{f.name}" for s, c in SECTIONS.items() for f in dataclasses.fields(c)
+)
+V = 6
+
+
+# --- the stage keys ---------------------------------------------------------------------------
+
+
+def _keys(data_cfg, seed: int = 0) -> dict[str, str]:
+    """Each stage's folder name (its key) for this config."""
+    return {stage: path.name for stage, path in chain._plan(data_cfg, seed).items()}
+
+
+def _other(section: str, field: str, value):
+    """A valid value of the field that differs from ``value``."""
+    choices = CHOICES.get(section, {}).get(field)
+    if choices:
+        return choices[(choices.index(value) + 1) % len(choices)]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2
+    if isinstance(value, list):
+        return [] if value else ["x"]
+    return value + "x"
+
+
+# the stages whose keys hash each section (directly or through an upstream key)
+CHANGES = {
+    "source": {"scan", "vocab", "dedup", "final"},
+    "vocab": {"vocab", "final"},
+    "dedup": {"dedup", "final"},
+    "write": {"final"},
+    "loading": set(),
+}
+
+
+@pytest.mark.parametrize("key", SECTION_KEYS)
+def test_a_stage_key_changes_with_a_field_of_its_own_section_only(key):
+    _, section, field = key.split(".")
+    base = load_config(None, ["data.source.name=synthetic"]).data
+    changed = copy.deepcopy(base)
+    values = getattr(changed, section)
+    setattr(values, field, _other(section, field, getattr(values, field)))
+    # only source=webdataset reads (and hashes) the webdataset fields
+    expected = set() if field in chain.WEBDATASET_ONLY else CHANGES[section]
+    before, after = _keys(base), _keys(changed)
+    assert {stage for stage in before if before[stage] != after[stage]} == expected
+
+
+@pytest.mark.parametrize("field", chain.WEBDATASET_ONLY)
+def test_the_webdataset_fields_key_the_webdataset_scan(field, monkeypatch):
+    monkeypatch.setattr(chain, "_source_fingerprint", lambda source: {})  # no tars to stat
+    base = load_config(None, ["data.source.name=webdataset"]).data
+    changed = copy.deepcopy(base)
+    setattr(changed.source, field, getattr(base.source, field) + "x")
+    before, after = _keys(base), _keys(changed)
+    assert {stage for stage in before if before[stage] != after[stage]} == CHANGES["source"]
+
+
+def test_a_changed_cache_dir_or_seed_moves_only_what_they_decide(tmp_path):
+    base = load_config(None, ["data.source.name=synthetic"]).data
+    moved = dataclasses.replace(base, cache_dir=str(tmp_path))
+    assert _keys(moved) == _keys(base)  # the same folder names, under another root
+    assert chain._plan(moved, 0)["final"].parent == tmp_path / "prepared"
+    seeded = _keys(base, seed=1)
+    assert {s for s in seeded if seeded[s] != _keys(base)[s]} == {"dedup", "final"}
+
+
+class _Target:
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.train = [(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8), i % 2) for i in range(2)]
+        self.val = self.train
+        self.classes = ["a", "b"]
+
+
+def test_stage_keys_are_the_ones_the_flat_layout_gave(tmp_path, monkeypatch):
+    """Each section is hashed under its fields' flat names, so every stage folder (and eval
+    signature entry) prepared before the sections keeps its name. Values computed with the
+    flat layout (commit be990e2) for the same settings."""
+    monkeypatch.setattr("datamodules.dedup_targets.sources.load_target", lambda *a, **k: _Target())
+    base = [
+        "data.source.name=synthetic",
+        "data.source.num_images=500",
+        "data.source.synthetic_concepts=50",
+        "data.source.holdout_categories=[a,b]",
+        f"data.cache_dir={tmp_path}",
+    ]
+    more = [
+        "data.vocab.name=in1k",
+        "data.vocab.top_k=100",
+        "data.vocab.stop_tags=[foo]",
+        "data.dedup.enabled=false",
+        "data.dedup.hamming=6",
+        "data.dedup.targets=[synthetic_in]",
+        "data.write.scale=0.5",
+        "data.write.mode=raw",
+        "data.write.shard_size=1000",
+        "data.write.max_labels=4",
+        "data.loading.batch_size=32",
+        "seed=3",
+    ]
+    flat_layout = [
+        (
+            "dd8d2bad9553da6c",
+            "a1a0e51f03844a77",
+            "16ae299326b05973",
+            "55ee6971b3c8e401",
+            "b04cd178c7c838e5",
+        ),
+        (
+            "dd8d2bad9553da6c",
+            "993f9e75926dcf05",
+            "c18647a94722af7f",
+            "5d8bd735c3c66f9c",
+            "03b3f39ad63a5ede",
+        ),
+    ]
+    for overrides, (scan, vocab, dedup, final, signatures) in zip([base, base + more], flat_layout):
+        cfg = load_config(None, overrides)
+        assert _keys(cfg.data, cfg.seed) == {
+            "scan": f"scan-{scan}",
+            "vocab": f"vocab-{vocab}",
+            "dedup": f"dedup-{dedup}",
+            "final": f"synthetic-{final}",
+        }
+        dedup_stage.target_signatures(cfg.data, cfg.seed, "synthetic_in", tqdm(disable=True))
+        entries = tmp_path / dedup_stage.EVAL_SIGNATURES_DIR
+        assert (entries / f"synthetic_in-{signatures}").is_dir()
+
+
+def test_the_legacy_table_maps_every_flat_key_to_one_section_key():
+    assert sorted(LEGACY_KEYS.values()) == SECTION_KEYS  # each once; data.cache_dir stayed
+    assert all(old.count(".") == 1 and old not in SECTION_KEYS for old in LEGACY_KEYS)
