@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import numpy as np
 
 from datamodules import sources
 from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
+from datamodules.sources.targets import load_target
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -50,18 +53,22 @@ def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
 
 def target_kwargs(data_cfg: Any, seed: int) -> dict[str, Any]:
     """What decides a named target's images besides its name (``sources.load_target``'s
-    arguments): the same world and held-out split as the pretraining corpus."""
+    arguments): the same world and held-out split as the pretraining corpus, i.e. every field
+    of ``data.source`` that is a keyword of ``load_target`` (the image size, the held-out
+    split, the synthetic world's settings), the seed and the cache."""
+    params = inspect.signature(load_target).parameters.values()  # the real one, tests patch
+    keywords = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
     source = data_cfg.source
-    return dict(
-        root="",
-        image_size=int(source.image_size),
-        seed=seed,
-        cache_dir=data_cfg.cache_dir,
-        holdout_fraction=float(source.holdout_fraction),
-        holdout_categories=tuple(source.holdout_categories),
-        synthetic_concepts=int(source.synthetic_concepts),
-        zipf_exponent=float(source.zipf_exponent),
-    )
+    shared = {
+        f.name: _hashable(getattr(source, f.name))
+        for f in dataclasses.fields(source)
+        if f.name in keywords
+    }
+    return dict(root="", seed=seed, cache_dir=data_cfg.cache_dir, **shared)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):
