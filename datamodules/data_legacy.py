@@ -4,6 +4,8 @@ Until issue 16 ``data`` was one flat section of ~40 keys (``data.scale``, ``data
 ``data.write_mode``, ...). :data:`LEGACY_KEYS` is the one table from each old key to its new one
 (``data.scale`` -> ``data.write.scale``); everything else here is derived from it:
 
+- user input: a YAML file, a CLI override or a sweep spec that names an old key fails with one
+  line naming the new key (:func:`renamed`, called by ``experiments.config.load_config``);
 - the prepare cache: a stage key hashes its section's fields under their flat names
   (:data:`FLAT_NAMES`), so every folder prepared before the split keeps its name;
 - sweep run names: a swept data key is named by its flat key's last component
@@ -62,3 +64,15 @@ for _old, _new in LEGACY_KEYS.items():
 
 # new dotted key -> old dotted key (sweep run names keep the old keys' last components)
 FLAT_KEYS: dict[str, str] = {new: old for old, new in LEGACY_KEYS.items()}
+
+
+def renamed(key: str, value_is_mapping: bool = False) -> str | None:
+    """The new key of an old flat ``key``, or None when ``key`` is not an old one.
+
+    ``data.source``, ``data.vocab`` and ``data.dedup`` are sections now: given a mapping they
+    are the new sections, given anything else the old keys.
+    """
+    new = LEGACY_KEYS.get(key)
+    if new is None or (value_is_mapping and key.split(".", 1)[1] in FLAT_NAMES):
+        return None
+    return new

@@ -4,7 +4,8 @@ A run config is one :class:`RunConfig`. YAML files may start with ``defaults: [o
 (paths relative to the file, or to the repository's ``configs/``), merged first, in order.
 CLI overrides are OmegaConf dot-lists (``data.write.scale=0.1``). Unknown keys, wrong types and
 missing files raise :class:`UserInputError` with a one-line message naming the key and the
-valid choices.
+valid choices; a key of the flat ``data`` layout (``data.scale``) names its new key
+(:mod:`datamodules.data_legacy`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datamodules.data_config import (
     VocabConfig,
     WriteConfig,
 )
+from datamodules.data_legacy import renamed
 from datamodules.errors import UserInputError
 from datamodules.transfer_config import TransferConfig
 from lightning_modules import model_config
@@ -118,6 +120,21 @@ def _check_key(schema: DictConfig, dotted: str) -> None:
         node = node._get_node(part)
 
 
+def check_renamed(key: str, where: str, value_is_mapping: bool = False) -> None:
+    """Fail on a key of the flat ``data`` layout, naming its new key (``value_is_mapping``: the
+    key is given a mapping, so ``data.source`` is the new section, not the old key)."""
+    new = renamed(key, value_is_mapping)
+    if new is not None:
+        raise UserInputError(f"{where}: '{key}' was renamed; use '{new}'")
+
+
+def _check_renamed_yaml(raw: DictConfig, where: str) -> None:
+    data = raw._get_node("data") if "data" in raw else None
+    if isinstance(data, DictConfig):
+        for key in data.keys():
+            check_renamed(f"data.{key}", where, isinstance(data._get_node(key), DictConfig))
+
+
 def _error(schema: DictConfig, exc: OmegaConfBaseException, where: str) -> UserInputError:
     key = getattr(exc, "full_key", None) or ""
     msg = getattr(exc, "msg", None) or str(exc).splitlines()[0]
@@ -164,13 +181,15 @@ def load_config(
     cfg = base
     if path is not None:
         for file, raw in _read_yaml(Path(path)):
+            _check_renamed_yaml(raw, str(file))
             try:
                 cfg = OmegaConf.merge(cfg, raw)
             except OmegaConfBaseException as exc:
                 raise _error(base, exc, str(file)) from None
     dotlist = []
     for item in overrides:
-        key = item.split("=", 1)[0]
+        key, _, value = item.partition("=")
+        check_renamed(key, "override", value.lstrip().startswith("{"))
         _check_key(base, ALIASES.get(key, key))
         if "=" not in item:
             raise UserInputError(

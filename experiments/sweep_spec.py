@@ -25,7 +25,7 @@ from typing import Any
 from datamodules.axes import NAME_KEYS, NAME_PREFIXES, VOCAB_KEYS
 from datamodules.data_legacy import FLAT_KEYS
 from datamodules.errors import UserInputError
-from experiments.config import REPO_ROOT, RunConfig, load_config
+from experiments.config import REPO_ROOT, RunConfig, check_renamed, load_config
 from lightning_modules.model_config import ARCH_FIELDS
 
 ARCH_KEYS = frozenset(f"model.{f}" for f in ARCH_FIELDS)
@@ -153,6 +153,14 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def validate_spec(spec: SweepSpec, where: str = "sweep") -> None:
+    for key in [*spec.grid, *spec.zip, *spec.name_keys, *spec.prefixes, *spec.value_names]:
+        check_renamed(key, where)
+    for item in [
+        *spec.overrides,
+        *(o for t in [*spec.transfers, *spec.baselines] for o in t.overrides),
+    ]:
+        key, _, value = item.partition("=")
+        check_renamed(key, where, value.lstrip().startswith("{"))
     if not spec.seeds:
         raise UserInputError(f"{where}: `seeds:` is empty; give at least one seed, e.g. [0]")
     for section in ("grid", "zip"):

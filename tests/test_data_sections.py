@@ -1,5 +1,6 @@
 """The data config's section per stage (issue 16): each prepare stage's key follows its own
-section only, and stayed what the flat layout gave."""
+section only (and stayed what the flat layout gave), and an old flat key names its new one in
+one line."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from tqdm import tqdm
 
 from datamodules.data_config import CHOICES, SECTIONS
 from datamodules.data_legacy import LEGACY_KEYS
+from datamodules.errors import UserInputError
 from datamodules.prepare import chain, dedup_stage
 from experiments.config import load_config
+from experiments.sweep_spec import load_spec
 
 TINY = "configs/pretrain/tiny_cpu.yaml"
 SECTION_KEYS = sorted(
@@ -151,6 +154,81 @@ def test_stage_keys_are_the_ones_the_flat_layout_gave(tmp_path, monkeypatch):
         assert (entries / f"synthetic_in-{signatures}").is_dir()
 
 
+# --- old keys and misspelled keys: one line each ------------------------------------------------
+
+
 def test_the_legacy_table_maps_every_flat_key_to_one_section_key():
     assert sorted(LEGACY_KEYS.values()) == SECTION_KEYS  # each once; data.cache_dir stayed
     assert all(old.count(".") == 1 and old not in SECTION_KEYS for old in LEGACY_KEYS)
+
+
+@pytest.mark.parametrize("old", sorted(LEGACY_KEYS))
+def test_an_old_key_as_an_override_names_its_new_key(old):
+    with pytest.raises(UserInputError) as err:
+        load_config(TINY, [f"{old}=1"])
+    assert str(err.value) == f"override: '{old}' was renamed; use '{LEGACY_KEYS[old]}'"
+
+
+def test_an_old_key_that_is_now_a_section_names_its_field():
+    for item, new in [
+        ("data.source=synthetic", "data.source.name"),
+        ("data.vocab=in1k", "data.vocab.name"),
+        ("data.dedup=false", "data.dedup.enabled"),
+    ]:
+        with pytest.raises(UserInputError) as err:
+            load_config(None, [item])
+        assert str(err.value) == f"override: '{item.split('=')[0]}' was renamed; use '{new}'"
+    assert load_config(None, ["data.source={name: synthetic}"]).data.source.name == "synthetic"
+
+
+def test_an_old_key_in_a_yaml_names_its_new_key(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  source: synthetic\n  scale: 0.1\n")
+    with pytest.raises(UserInputError) as err:
+        load_config(old)
+    assert str(err.value) == f"{old}: 'data.source' was renamed; use 'data.source.name'"
+    base = tmp_path / "base.yaml"
+    base.write_text("data:\n  write_mode: raw\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("defaults: [base.yaml]\ndata:\n  write:\n    scale: 0.1\n")
+    with pytest.raises(UserInputError) as err:
+        load_config(child)
+    assert str(err.value) == f"{base}: 'data.write_mode' was renamed; use 'data.write.mode'"
+    new = tmp_path / "new.yaml"
+    new.write_text("data:\n  source:\n    name: synthetic\n  write:\n    scale: 0.1\n")
+    cfg = load_config(new)
+    assert (cfg.data.source.name, cfg.data.write.scale) == ("synthetic", 0.1)
+
+
+def test_a_misspelled_field_of_a_section_fails_naming_the_section_keys(tmp_path):
+    valid = ", ".join(sorted(f.name for f in dataclasses.fields(SECTIONS["source"])))
+    with pytest.raises(UserInputError) as err:
+        load_config(None, ["data.source.nme=synthetic"])
+    assert str(err.value) == (
+        f"override: unknown config key 'data.source.nme'; valid keys in data.source: {valid}"
+    )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data:\n  loading:\n    sampling_mode: sqrt\n")
+    with pytest.raises(UserInputError) as err:
+        load_config(typo)
+    message = str(err.value)
+    assert "unknown config key 'data.loading.sampling_mode'; valid keys in data.loading:" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("section", "old"),
+    [
+        ("grid:\n  data.scale: [0.5, 1.0]\n", "data.scale"),
+        ("zip:\n  data.vocab: [in1k]\n  data.vocab.top_k: [0]\n", "data.vocab"),
+        ("name_keys: [model.name, data.num_images, seed]\n", "data.num_images"),
+        ("overrides: [data.source=synthetic]\n", "data.source"),
+        ("value_names:\n  data.sampling: {sqrt: sq}\n", "data.sampling"),
+    ],
+)
+def test_an_old_key_in_a_sweep_spec_names_its_new_key(tmp_path, section, old):
+    spec = tmp_path / "old_sweep.yaml"
+    spec.write_text(f"base: {TINY}\n{section}")
+    with pytest.raises(UserInputError) as err:
+        load_spec(spec)
+    assert str(err.value) == f"{spec}: '{old}' was renamed; use '{LEGACY_KEYS[old]}'"
