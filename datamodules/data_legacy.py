@@ -6,6 +6,9 @@ Until issue 16 ``data`` was one flat section of ~40 keys (``data.scale``, ``data
 
 - user input: a YAML file, a CLI override or a sweep spec that names an old key fails with one
   line naming the new key (:func:`renamed`, called by ``experiments.config.load_config``);
+- saved records: a run's ``config.yaml``, a checkpoint's hyper-parameters and a prepared
+  folder's ``manifest.json`` written with the flat layout read as the sectioned one through
+  :func:`upgrade_data` / :func:`upgrade_config`, silently (a record is not user input);
 - the prepare cache: a stage key hashes its section's fields under their flat names
   (:data:`FLAT_NAMES`), so every folder prepared before the split keeps its name;
 - sweep run names: a swept data key is named by its flat key's last component
@@ -15,6 +18,9 @@ This module imports nothing: every layer reads it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 # old flat key -> its key in the sectioned layout (data.cache_dir stayed where it was)
 LEGACY_KEYS: dict[str, str] = {
@@ -76,3 +82,32 @@ def renamed(key: str, value_is_mapping: bool = False) -> str | None:
     if new is None or (value_is_mapping and key.split(".", 1)[1] in FLAT_NAMES):
         return None
     return new
+
+
+def upgrade_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved ``data`` dict in the sectioned layout: every flat key moved into its section.
+
+    A dict already sectioned comes back equal; keys the table does not name (``cache_dir``, the
+    ``seed`` a manifest adds) stay at the top. Keys a record predates stay absent.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        mapping = isinstance(value, Mapping)
+        new = renamed(f"data.{key}", mapping)
+        if new is not None:
+            _, section, field = new.split(".")
+            out.setdefault(section, {})[field] = value
+        elif mapping and key in FLAT_NAMES:
+            out.setdefault(key, {}).update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def upgrade_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved run config (a plain dict) with its ``data`` section upgraded by
+    :func:`upgrade_data`; the other sections as they are."""
+    out = dict(config)
+    if isinstance(out.get("data"), Mapping):
+        out["data"] = upgrade_data(out["data"])
+    return out

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datamodules.data_legacy import upgrade_config
 from datamodules.errors import UserInputError
 from experiments.rundir import RunDir, atomic_write_json, read_json
 
@@ -102,7 +103,8 @@ def read_parent(ckpt_path: str) -> Parent:
             f"ckpt_path={ckpt_path}: not a pretraining checkpoint (no global_step and run config);"
             " to start from plain weights use model.weights=<file>"
         )
-    return Parent(path=path, global_step=int(ckpt["global_step"]), config=config)
+    # a checkpoint written before the data sections holds the flat layout: compared as the new
+    return Parent(path=path, global_step=int(ckpt["global_step"]), config=upgrade_config(config))
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

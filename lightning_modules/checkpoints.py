@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from datamodules.axes import axes_from_config
+from datamodules.data_legacy import upgrade_config, upgrade_data
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, load_state_dict_file, load_weights
 
@@ -30,8 +31,9 @@ HELDOUT_KEYS = ("source", "holdout_fraction", "holdout_categories")
 
 def heldout_split(data: dict) -> dict:
     """What a pretraining corpus held out for transfer (its source, the id-hash fraction and
-    the whole folders), from its data config; keys a run may predate read as the defaults."""
-    source = data["source"]
+    the whole folders), from its data config (flat or sectioned); keys a run may predate read
+    as the defaults."""
+    source = upgrade_data(data)["source"]
     return {
         "source": source["name"],
         "holdout_fraction": float(source.get("holdout_fraction", 0.2)),
@@ -75,6 +77,7 @@ def _load_lightning_checkpoint(path: Path, model_cfg: Any) -> tuple[torch.nn.Mod
     config = hparams.get("config")
     if not config or "state_dict" not in ckpt:
         raise UserInputError(f"{path}: not a HashtagPretrainer checkpoint (no config in hparams)")
+    config = upgrade_config(config)  # a checkpoint written before the data sections is flat
     _check_structure(config["model"], model_cfg, path)
     vocab_size = int(hparams["vocab_size"])
     net = build_resnext(OmegaConf.create(config["model"]), vocab_size)

@@ -24,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics import MeanMetric
 
+from datamodules.data_legacy import upgrade_config
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, normalize_images
 from lightning_modules.losses import get_loss, sigmoid_prior_bias
@@ -69,7 +70,8 @@ class HashtagPretrainer(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = OmegaConf.create(config)
+        # load_from_checkpoint of a checkpoint written before the data sections: a flat data dict
+        self.cfg = OmegaConf.create(upgrade_config(config))
         self.net = build_resnext(self.cfg.model, vocab_size)
         self.loss_fn = get_loss(self.cfg.model.loss)
         # the head's initial bias, to tell at setup whether model.weights replaced it

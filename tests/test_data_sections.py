@@ -1,21 +1,26 @@
 """The data config's section per stage (issue 16): each prepare stage's key follows its own
-section only (and stayed what the flat layout gave), and an old flat key names its new one in
-one line."""
+section only (and stayed what the flat layout gave), an old flat key names its new one in one
+line, and the records the flat layout wrote (checkpoints, manifests) still read."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import numpy as np
 import pytest
+import torch
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from datamodules.axes import axes_from_config
 from datamodules.data_config import CHOICES, SECTIONS
-from datamodules.data_legacy import LEGACY_KEYS
+from datamodules.data_legacy import FLAT_NAMES, LEGACY_KEYS, upgrade_config, upgrade_data
 from datamodules.errors import UserInputError
 from datamodules.prepare import chain, dedup_stage
-from experiments.config import load_config
+from experiments import resume
+from experiments.config import load_config, to_dict
 from experiments.sweep_spec import load_spec
 
 TINY = "configs/pretrain/tiny_cpu.yaml"
@@ -232,3 +237,109 @@ def test_an_old_key_in_a_sweep_spec_names_its_new_key(tmp_path, section, old):
     with pytest.raises(UserInputError) as err:
         load_spec(spec)
     assert str(err.value) == f"{spec}: '{old}' was renamed; use '{LEGACY_KEYS[old]}'"
+
+
+# --- records of the flat layout ---------------------------------------------------------------
+
+
+def _flat(config: dict) -> dict:
+    """A run config dict as the flat layout wrote it (config.yaml, a checkpoint's hparams)."""
+    data = config["data"]
+    flat = {"cache_dir": data["cache_dir"]}
+    for section, names in FLAT_NAMES.items():
+        flat.update({names[field]: value for field, value in data[section].items()})
+    return {**config, "data": flat}
+
+
+def test_a_flat_record_upgrades_to_the_sections():
+    config = to_dict(load_config(TINY, ["data.write.scale=0.5", "data.dedup.enabled=false"]))
+    assert "scale" in _flat(config)["data"] and "write" not in _flat(config)["data"]
+    assert upgrade_config(_flat(config)) == config
+    assert upgrade_config(config) == config  # a sectioned record comes back equal
+    manifest_config = {**_flat(config)["data"], "seed": 3}  # what manifest.json holds
+    assert upgrade_data(manifest_config) == {**config["data"], "seed": 3}
+    # a record older than some keys: those stay absent (readers default them, as before)
+    assert upgrade_data({"source": "openclipart", "scale": 0.5}) == {
+        "source": {"name": "openclipart"},
+        "write": {"scale": 0.5},
+    }
+
+
+def _old_checkpoint(path, config: dict, step: int = 5):
+    """A pretraining checkpoint as the flat layout saved it (the hparams HashtagPretrainer
+    saves, the network's weights, the global step)."""
+    from lightning_modules.backbones import build_resnext
+
+    net = build_resnext(OmegaConf.create(config["model"]), V)
+    hparams = {"config": _flat(config), "vocab_size": V, "hashtags": list("abcdef")}
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "hyper_parameters": {**hparams, "num_train": 100},
+            "state_dict": state,
+            "global_step": step,
+        },
+        path,
+    )
+    return path
+
+
+def test_a_flat_checkpoint_loads_for_transfer_and_prediction(tmp_path):
+    from lightning_modules.checkpoints import load_pretrained
+    from lightning_modules.pretrain import HashtagPretrainer
+
+    cfg = load_config(
+        TINY,
+        [
+            "data.source.name=openclipart",
+            "data.source.holdout_categories=[animals]",
+            "data.loading.resolution=48",
+            "data.write.scale=0.5",
+        ],
+    )
+    config = to_dict(cfg)
+    ckpt = _old_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", config)
+    _, info = load_pretrained(ckpt)
+    assert info["resolution"] == 48
+    assert info["heldout"] == {
+        "source": "openclipart",
+        "holdout_fraction": 0.2,
+        "holdout_categories": ["animals"],
+    }
+    assert info["pretrain_axes"] == axes_from_config(config, V, 100)
+    assert (
+        info["pretrain_axes"]["scale"] == 0.5 and info["pretrain_axes"]["source"] == "openclipart"
+    )
+    module = HashtagPretrainer(_flat(config), V)  # what load_from_checkpoint rebuilds
+    assert module.cfg.data.loading.batch_size == cfg.data.loading.batch_size
+
+
+def test_a_flat_checkpoint_is_compared_key_by_key_when_continued(tmp_path):
+    cfg = load_config(TINY)
+    parent = resume.read_parent(str(_old_checkpoint(tmp_path / "old.ckpt", to_dict(cfg))))
+    assert parent.config == to_dict(cfg)
+    resume.check_compatible(parent, to_dict(cfg))  # the same recipe continues
+    may = to_dict(load_config(TINY, ["data.loading.num_workers=0"]))
+    resume.check_compatible(parent, may)  # the loader's processes may change
+    changed = to_dict(load_config(TINY, ["data.write.scale=0.5"]))
+    with pytest.raises(UserInputError, match=r"data\.write\.scale \(1\.0 -> 0\.5\)"):
+        resume.check_compatible(parent, changed)
+
+
+def test_a_flat_manifest_still_summarizes(tmp_path):
+    from datamodules.prepare import format_summary
+
+    config = to_dict(load_config(TINY, ["data.write.scale=0.25"]))
+    stage = {"reused": False, "seconds": 1.0, "key": "k"}
+    counts = dict.fromkeys(["images_in", "corrupt", "unlabeled", "deduplicated", "kept"], 0)
+    stats = {**counts, "deduplicated_labelled": 0, "train": 1, "val": 0, "corrupt_ids": []}
+    stats["stages"] = dict.fromkeys(["scan", "vocab", "dedup", "write"], stage)
+    manifest = {
+        "config": {**_flat(config)["data"], "seed": 0},
+        "stats": stats,
+        "train": [{"file": "train-000.beton"}],
+        "vocab_size": V,
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert "(data.write.scale=0.25)" in format_summary(tmp_path)

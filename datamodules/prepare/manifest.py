@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from datamodules import shards
+from datamodules.data_legacy import upgrade_data
 from datamodules.prepare.cache import _read_json
 from datamodules.provenance import dpkg_version, package_versions, provenance
 
@@ -62,7 +63,8 @@ def build_manifest(
 def format_summary(prepared: Path) -> str:
     """Images in, kept, deduplicated, corrupt, unlabeled, time per stage (from manifest.json)."""
     manifest = _read_json(Path(prepared) / "manifest.json")
-    scale = manifest["config"]["write"]["scale"]
+    # an older folder's manifest holds the flat data layout
+    scale = upgrade_data(manifest["config"])["write"]["scale"]
     s = manifest["stats"]
     lines = [
         f"prepared: {prepared}",
