@@ -6,9 +6,10 @@ Until issue 16 ``data`` was one flat section of ~40 keys (``data.scale``, ``data
 
 - user input: a YAML file, a CLI override or a sweep spec that names an old key fails with one
   line naming the new key (:func:`renamed`, called by ``experiments.config.load_config``);
-- saved records: a run's ``config.yaml``, a checkpoint's hyper-parameters and a prepared
-  folder's ``manifest.json`` written with the flat layout read as the sectioned one through
-  :func:`upgrade_data` / :func:`upgrade_config`, silently (a record is not user input);
+- saved records: what the code reads back, a checkpoint's hyper-parameters (transfer,
+  ``predict``, ``ckpt_path=``) and a prepared folder's ``manifest.json``, written with the flat
+  layout reads as the sectioned one through :func:`upgrade_data` / :func:`upgrade_config`,
+  silently (a record is not user input);
 - the prepare cache: a stage key hashes its section's fields under their flat names
   (:data:`FLAT_NAMES`), so every folder prepared before the split keeps its name;
 - sweep run names: a swept data key is named by its flat key's last component
