@@ -2,12 +2,12 @@
 
 Every axis is a column of the results index (:mod:`experiments.results`) and a key of a
 pretraining run's ``metrics.json`` ``axes`` (:func:`axes_from_config`, also read back by
-:mod:`lightning_modules.checkpoints`). Most are a run-config key (``data.write.scale``) read from the
-resolved config; the others are measured by the run (``images``: the pretraining set's size
-after deduplication; ``vocab_size``). In sweep run names (:mod:`experiments.sweep_spec`) an axis
-is written ``<prefix>-<value>``, the model's name bare: :data:`NAME_AXES` are always named, and
-any other swept key with the prefix given here. The findings (:mod:`experiments.findings`) pair
-runs that agree on every axis but one.
+:mod:`lightning_modules.checkpoints`). Most are a run-config key (``data.write.scale``) read
+from the resolved config; the others are measured by the run (``images``: the pretraining set's
+size after deduplication; ``vocab_size``). In sweep run names (:mod:`experiments.sweep_spec`) an
+axis is written ``<prefix>-<value>``, the model's name bare: :data:`NAME_AXES` are always named,
+and any other swept key with the prefix given here. The findings (:mod:`experiments.findings`)
+pair runs that agree on every axis but one.
 
 This module imports nothing of the project, so every layer may read it.
 """

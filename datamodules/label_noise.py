@@ -1,15 +1,15 @@
 """How the corpus's labels are corrupted (label noise), a pure function of (seed, sample_id,
 slot).
 
-Label noise (``data.loading.label_noise`` p, ``data.loading.label_noise_dist``). The paper corrupts the
-dataset, so the noise is fixed for the whole run: label slot j of image i is replaced with
-probability p, decided by a counter-based hash of (seed, sample_id, slot) with no epoch in it,
-so every epoch, rank, worker and batch sees the same corrupted corpus and one .beton serves
-every noise level. The replacement is drawn from the marginal (``natural``: the clean training
-frequencies f(h); ``uniform``: every id of the vocabulary) restricted to the ids the image does
-not already carry: its clean labels and the replacements of its earlier slots are excluded, so a
-replaced label always changes (the realized rate is p) and a row never holds a hashtag twice.
-The draw is exact (an integer CDF with the excluded intervals cut out; see
+Label noise (``data.loading.label_noise`` p, ``data.loading.label_noise_dist``). The paper
+corrupts the dataset, so the noise is fixed for the whole run: label slot j of image i is
+replaced with probability p, decided by a counter-based hash of (seed, sample_id, slot) with no
+epoch in it, so every epoch, rank, worker and batch sees the same corrupted corpus and one
+.beton serves every noise level. The replacement is drawn from the marginal (``natural``: the
+clean training frequencies f(h); ``uniform``: every id of the vocabulary) restricted to the ids
+the image does not already carry: its clean labels and the replacements of its earlier slots are
+excluded, so a replaced label always changes (the realized rate is p) and a row never holds a
+hashtag twice. The draw is exact (an integer CDF with the excluded intervals cut out; see
 :func:`_draw_excluding`) and vectorized over the batch, one pass per label slot. If an image's
 labels already cover every id with weight, the label stays.
 

@@ -6,15 +6,15 @@ tensors live in FFCV's ring buffer: they stay valid for ``batches_ahead`` furthe
 clone anything kept longer.
 
 Epochs. Each training epoch is ``num_train`` images drawn by :mod:`datamodules.epoch_order`
-(``data.loading.sampling``: a permutation for natural, weighted draws with replacement otherwise),
-a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
-(disjoint, equal counts). Label noise (``data.loading.label_noise``) is applied to each batch at load
-time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every noise
-level; the resampling weights come from the noisy labels (see :mod:`datamodules.label_noise`).
-Random crops and flips are a counter-based hash of (seed, epoch, sample_id)
-(:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the same crop
-and flip on any thread, worker or rank and after a resume, so on the CPU two runs of one
-command with one seed and thread count see identical batches.
+(``data.loading.sampling``: a permutation for natural, weighted draws with replacement
+otherwise), a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
+(disjoint, equal counts). Label noise (``data.loading.label_noise``) is applied to each batch at
+load time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every
+noise level; the resampling weights come from the noisy labels (see
+:mod:`datamodules.label_noise`). Random crops and flips are a counter-based hash of (seed,
+epoch, sample_id) (:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the
+same crop and flip on any thread, worker or rank and after a resume, so on the CPU two runs of
+one command with one seed and thread count see identical batches.
 
 Loaders are built once per run (a new FFCV Loader spends ~10 s compiling) and reused across
 epochs: the custom traversal order hands FFCV each epoch's draws when it asks.

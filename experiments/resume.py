@@ -13,11 +13,11 @@ both modes continue the checkpoint's run exactly:
 
 The config may differ from the checkpoint's only where the restored state stays valid:
 ``schedule.*`` (but not ``accumulate``/``global_batch``), ``trainer.*`` (but not ``devices``/``num_nodes``),
-``logging.*``, ``data.loading.num_workers``, ``data.cache_dir``. A longer or otherwise changed schedule
-is the new schedule's learning-rate curve from the checkpoint's step on (the first step after
-it still runs at the restored LR); one that ends before that step is an error. Other changes
-(model, optimizer, data, seed, global batch) are one error line: starting a new recipe from a
-checkpoint's weights alone is ``model.weights=<file>``.
+``logging.*``, ``data.loading.num_workers``, ``data.cache_dir``. A longer or otherwise changed
+schedule is the new schedule's learning-rate curve from the checkpoint's step on (the first step
+after it still runs at the restored LR); one that ends before that step is an error. Other
+changes (model, optimizer, data, seed, global batch) are one error line: starting a new recipe
+from a checkpoint's weights alone is ``model.weights=<file>``.
 
 ``started_from.json`` in the run folder records the start (checkpoint, step, parent run, mode);
 ``metrics.json`` copies it. Rerunning the same command (a crash, a SLURM requeue) continues from

@@ -5,9 +5,9 @@
 when the unlabeled images make the count come out different, the write stage alone runs again
 with the exact size, and both passes are reported), scanning and writing in
 parallel with ``--processes`` processes; then a HashtagDataModule reads one resampled epoch
-(``data.loading.sampling=sqrt``) of crops through the one FFCV Loader over every shard. Both times are
-printed, with prepare's time per stage and the loader's first batch (FFCV's compile). The
-prepared folder is cached under ``--cache-dir`` (a rerun times the read alone; delete the
+(``data.loading.sampling=sqrt``) of crops through the one FFCV Loader over every shard. Both
+times are printed, with prepare's time per stage and the loader's first batch (FFCV's compile).
+The prepared folder is cached under ``--cache-dir`` (a rerun times the read alone; delete the
 folder to time prepare again).
 
 The issue's figure: ``--images 1000000 --shards 32``.
