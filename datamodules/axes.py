@@ -2,12 +2,12 @@
 
 Every axis is a column of the results index (:mod:`experiments.results`) and a key of a
 pretraining run's ``metrics.json`` ``axes`` (:func:`axes_from_config`, also read back by
-:mod:`lightning_modules.checkpoints`). Most are a run-config key (``data.scale``) read from the
-resolved config; the others are measured by the run (``images``: the pretraining set's size
-after deduplication; ``vocab_size``). In sweep run names (:mod:`experiments.sweep_spec`) an axis
-is written ``<prefix>-<value>``, the model's name bare: :data:`NAME_AXES` are always named, and
-any other swept key with the prefix given here. The findings (:mod:`experiments.findings`) pair
-runs that agree on every axis but one.
+:mod:`lightning_modules.checkpoints`). Most are a run-config key (``data.write.scale``) read
+from the resolved config; the others are measured by the run (``images``: the pretraining set's
+size after deduplication; ``vocab_size``). In sweep run names (:mod:`experiments.sweep_spec`) an
+axis is written ``<prefix>-<value>``, the model's name bare: :data:`NAME_AXES` are always named,
+and any other swept key with the prefix given here. The findings (:mod:`experiments.findings`)
+pair runs that agree on every axis but one.
 
 This module imports nothing of the project, so every layer may read it.
 """
@@ -26,14 +26,14 @@ class Axis:
 
 
 AXES: tuple[Axis, ...] = (
-    Axis("source", "data.source"),
+    Axis("source", "data.source.name"),
     Axis("images"),
-    Axis("scale", "data.scale", "data"),
-    Axis("vocab", "data.vocab", "vocab"),
+    Axis("scale", "data.write.scale", "data"),
+    Axis("vocab", "data.vocab.name", "vocab"),
     Axis("vocab_size"),
-    Axis("sampling", "data.sampling", "samp"),
-    Axis("sampling_combine", "data.sampling_combine", "comb"),
-    Axis("label_noise", "data.label_noise", "noise"),
+    Axis("sampling", "data.loading.sampling", "samp"),
+    Axis("sampling_combine", "data.loading.sampling_combine", "comb"),
+    Axis("label_noise", "data.loading.label_noise", "noise"),
     Axis("model", "model.name", ""),
     Axis("width_per_group", "model.width_per_group", "w"),
     Axis("loss", "model.loss", "loss"),
@@ -47,8 +47,8 @@ MEASURED: tuple[str, ...] = tuple(axis.column for axis in AXES if not axis.confi
 # Run names: these axes always, in this order (the seed reads best last).
 NAME_AXES = ("model", "scale", "vocab", "sampling", "label_noise", "seed")
 NAME_KEYS: tuple[str, ...] = tuple(BY_COLUMN[column].config_key for column in NAME_AXES)
-# data.top_k sizes the vocabulary: it shares data.vocab's run-name token.
-VOCAB_KEYS = (BY_COLUMN["vocab"].config_key, "data.top_k")
+# data.vocab.top_k sizes the vocabulary: it shares data.vocab.name's run-name token.
+VOCAB_KEYS = (BY_COLUMN["vocab"].config_key, "data.vocab.top_k")
 NAME_PREFIXES: dict[str, str] = {
     **{a.config_key: a.name_prefix for a in AXES if a.config_key and a.name_prefix is not None},
     VOCAB_KEYS[1]: BY_COLUMN["vocab"].name_prefix or "",
@@ -56,7 +56,7 @@ NAME_PREFIXES: dict[str, str] = {
 
 
 def config_value(config: dict, key: str) -> Any:
-    """The value of a dotted key (``data.scale``) in a config dict."""
+    """The value of a dotted key (``data.write.scale``) in a config dict."""
     node: Any = config
     for part in key.split("."):
         node = node[part]

@@ -1,8 +1,10 @@
 """Which evaluation sets the pretraining corpus is deduplicated against, and their images:
-``data.dedup_targets`` (target names, or folders of images) or the source's defaults."""
+``data.dedup.targets`` (target names, or folders of images) or the source's defaults."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,11 @@ import numpy as np
 
 from datamodules import sources
 from datamodules.sources.base import CorruptImage, TaggedImage, load_rgb
+from datamodules.sources.targets import load_target
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
-# evaluation sets each source is deduplicated against when data.dedup_targets is empty
+# evaluation sets each source is deduplicated against when data.dedup.targets is empty
 DEFAULT_DEDUP_TARGETS = {
     "openclipart": ("openclipart_images", "openclipart_categories"),
     "synthetic": ("synthetic_in", "synthetic_fine", "synthetic_scene"),
@@ -24,13 +27,13 @@ DEFAULT_DEDUP_TARGETS = {
 
 
 def dedup_targets(data_cfg: Any) -> list[str]:
-    """Evaluation sets to deduplicate against: ``data.dedup_targets`` when the schema has it and
-    it is non-empty (target names, or folders of images), else the source's defaults."""
-    configured = list(data_cfg.dedup_targets)
+    """Evaluation sets to deduplicate against: ``data.dedup.targets`` when it is non-empty
+    (target names, or folders of images), else the source's defaults."""
+    configured = list(data_cfg.dedup.targets)
     if configured:
         return configured
-    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source, ()))
-    if not data_cfg.holdout_categories:  # no held-out folders: that target does not exist
+    defaults = list(DEFAULT_DEDUP_TARGETS.get(data_cfg.source.name, ()))
+    if not data_cfg.source.holdout_categories:  # no held-out folders: that target does not exist
         defaults = [t for t in defaults if t != "openclipart_categories"]
     return defaults
 
@@ -50,17 +53,22 @@ def _folder_images(folder: Path) -> tuple[list[str], list[np.ndarray]]:
 
 def target_kwargs(data_cfg: Any, seed: int) -> dict[str, Any]:
     """What decides a named target's images besides its name (``sources.load_target``'s
-    arguments): the same world and held-out split as the pretraining corpus."""
-    return dict(
-        root="",
-        image_size=int(data_cfg.image_size),
-        seed=seed,
-        cache_dir=data_cfg.cache_dir,
-        holdout_fraction=float(data_cfg.holdout_fraction),
-        holdout_categories=tuple(data_cfg.holdout_categories),
-        synthetic_concepts=int(data_cfg.synthetic_concepts),
-        zipf_exponent=float(data_cfg.zipf_exponent),
-    )
+    arguments): the same world and held-out split as the pretraining corpus, i.e. every field
+    of ``data.source`` that is a keyword of ``load_target`` (the image size, the held-out
+    split, the synthetic world's settings), the seed and the cache."""
+    params = inspect.signature(load_target).parameters.values()  # the real one, tests patch
+    keywords = {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    source = data_cfg.source
+    shared = {
+        f.name: _hashable(getattr(source, f.name))
+        for f in dataclasses.fields(source)
+        if f.name in keywords
+    }
+    return dict(root="", seed=seed, cache_dir=data_cfg.cache_dir, **shared)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _eval_images(data_cfg: Any, seed: int, targets: Sequence[str]):

@@ -175,7 +175,7 @@ def check_crop(scale: tuple[float, float], ratio: tuple[float, float]) -> None:
     lo, hi = (float(s) for s in scale)
     if not 0.0 < lo <= hi <= 1.0:
         raise UserInputError(
-            f"crop scale ({lo}, {hi}) must satisfy 0 < min <= max <= 1 (data.crop_min_scale)"
+            f"crop scale ({lo}, {hi}) must satisfy 0 < min <= max <= 1 (data.loading.crop_min_scale)"
         )
     r_lo, r_hi = (float(r) for r in ratio)
     if not 0.0 < r_lo <= r_hi:

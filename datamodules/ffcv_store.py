@@ -51,10 +51,10 @@ def _image_field(max_resolution: int, jpeg_quality: int, write_mode: str):
 
     if write_mode not in WRITE_MODES:
         raise UserInputError(
-            f"data.write_mode={write_mode!r} is not supported; use one of {', '.join(WRITE_MODES)}"
+            f"data.write.mode={write_mode!r} is not supported; use one of {', '.join(WRITE_MODES)}"
         )
     if not 1 <= int(jpeg_quality) <= 100:
-        raise UserInputError(f"data.jpeg_quality={jpeg_quality} must be within 1..100")
+        raise UserInputError(f"data.write.jpeg_quality={jpeg_quality} must be within 1..100")
     if int(max_resolution) < 1:
         raise UserInputError(f"max_resolution={max_resolution} must be a positive pixel count")
     return RGBImageField(
@@ -70,7 +70,7 @@ def hashtag_fields(max_labels: int, max_resolution: int, jpeg_quality: int, writ
     from ffcv.fields import IntField, NDArrayField
 
     if int(max_labels) < 1:
-        raise UserInputError(f"data.max_labels={max_labels} must be at least 1")
+        raise UserInputError(f"data.write.max_labels={max_labels} must be at least 1")
     return {
         "image": _image_field(max_resolution, jpeg_quality, write_mode),
         "labels": NDArrayField(np.dtype("int32"), (int(max_labels),)),

@@ -3,11 +3,11 @@
 Pipeline (the paper's: Mahajan et al., "Exploring the Limits of Weakly Supervised Pretraining",
 ECCV 2018, section 2, where hashtags are canonicalized to WordNet synsets and the synonyms of a
 synset merge into one label; its vocabularies are 1.5k hashtags from the ImageNet-1k synsets and
-17k hashtags from WordNet nouns, ``data.vocab`` ``in1k`` and ``wordnet`` here):
+17k hashtags from WordNet nouns, ``data.vocab.name`` ``in1k`` and ``wordnet`` here):
 
 1. every image's tags are normalized (:func:`normalize`) and counted once per image
    (:func:`count_tags`; Counters from shards add up);
-2. noise tags are dropped (:func:`build_vocabulary`): the stop list (``data.stop_tags`` plus
+2. noise tags are dropped (:func:`build_vocabulary`): the stop list (``data.vocab.stop_tags`` plus
    ``extra_stop_tags``), tags on more than ``max_tag_share`` of the images (a tag on a large
    share of a varied corpus says nothing about the picture: ``#photooftheday``), and, when
    per-image categories are given, tags spread nearly uniformly over the categories. Tags that
@@ -151,10 +151,10 @@ def category_name_drops(
     categories: Iterable[str | None],
     wordnet: WordNet | None = None,
 ) -> dict[str, str]:
-    """What ``data.drop_category_names`` drops from a corpus (per-image tags and categories,
-    aligned): :func:`category_name_tags` for OpenClipart, whose folders are the target
-    classes; ``{}`` for other sources or with the knob off."""
-    if not (data_cfg.drop_category_names and data_cfg.source == "openclipart"):
+    """What ``data.vocab.drop_category_names`` drops from a corpus (per-image tags and
+    categories, aligned): :func:`category_name_tags` for OpenClipart, whose folders are the
+    target classes; ``{}`` for other sources or with the knob off."""
+    if not (data_cfg.vocab.drop_category_names and data_cfg.source.name == "openclipart"):
         return {}
     categories = list(categories)
     return category_name_tags(

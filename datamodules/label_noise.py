@@ -1,15 +1,15 @@
 """How the corpus's labels are corrupted (label noise), a pure function of (seed, sample_id,
 slot).
 
-Label noise (``data.label_noise`` p, ``data.label_noise_dist``). The paper corrupts the
-dataset, so the noise is fixed for the whole run: label slot j of image i is replaced with
-probability p, decided by a counter-based hash of (seed, sample_id, slot) with no epoch in it,
-so every epoch, rank, worker and batch sees the same corrupted corpus and one .beton serves
-every noise level. The replacement is drawn from the marginal (``natural``: the clean training
-frequencies f(h); ``uniform``: every id of the vocabulary) restricted to the ids the image does
-not already carry: its clean labels and the replacements of its earlier slots are excluded, so a
-replaced label always changes (the realized rate is p) and a row never holds a hashtag twice.
-The draw is exact (an integer CDF with the excluded intervals cut out; see
+Label noise (``data.loading.label_noise`` p, ``data.loading.label_noise_dist``). The paper
+corrupts the dataset, so the noise is fixed for the whole run: label slot j of image i is
+replaced with probability p, decided by a counter-based hash of (seed, sample_id, slot) with no
+epoch in it, so every epoch, rank, worker and batch sees the same corrupted corpus and one
+.beton serves every noise level. The replacement is drawn from the marginal (``natural``: the
+clean training frequencies f(h); ``uniform``: every id of the vocabulary) restricted to the ids
+the image does not already carry: its clean labels and the replacements of its earlier slots are
+excluded, so a replaced label always changes (the realized rate is p) and a row never holds a
+hashtag twice. The draw is exact (an integer CDF with the excluded intervals cut out; see
 :func:`_draw_excluding`) and vectorized over the batch, one pass per label slot. If an image's
 labels already cover every id with weight, the label stays.
 
@@ -67,7 +67,7 @@ def hash_uniform(seed: int, sample_ids: np.ndarray, slots: np.ndarray, stream: i
 def noise_weights(counts: np.ndarray, dist: str) -> np.ndarray:
     """The marginal the replacements are drawn from, as integer weights int64 [V]: the natural
     frequencies ``counts`` or 1 for every id of the vocabulary (``uniform``)."""
-    _check(dist, NOISE_DISTS, "data.label_noise_dist")
+    _check(dist, NOISE_DISTS, "data.loading.label_noise_dist")
     counts = np.asarray(counts)
     if counts.ndim != 1 or not len(counts) or (counts < 0).any():
         raise ValueError("hashtag counts must be a non-empty 1-D array of frequencies")
@@ -118,7 +118,7 @@ def apply_label_noise(
     returns the input. A pure function of (seed, sample_id, slot): the same in every epoch."""
     weights = noise_weights(counts, dist)
     if not 0.0 <= p <= 1.0:
-        raise UserInputError(f"data.label_noise={p} must be a probability within 0..1")
+        raise UserInputError(f"data.loading.label_noise={p} must be a probability within 0..1")
     if p == 0.0:
         return labels
     as_torch = isinstance(labels, torch.Tensor)

@@ -103,8 +103,8 @@ class Lexicon:
     """Hashtag -> synset resolution for one synset set (``in1k`` or ``wordnet``) and rule."""
 
     def __init__(self, wordnet: WordNet, vocab: str, ambiguity: str):
-        check_choice("vocabulary (data.vocab)", vocab, ("in1k", "wordnet"))
-        check_choice("ambiguity rule (data.ambiguity)", ambiguity, AMBIGUITY_RULES)
+        check_choice("vocabulary (data.vocab.name)", vocab, ("in1k", "wordnet"))
+        check_choice("ambiguity rule (data.vocab.ambiguity)", ambiguity, AMBIGUITY_RULES)
         self.wordnet, self.vocab, self.ambiguity = wordnet, vocab, ambiguity
         senses = dict(hashtag_senses(wordnet))
         if vocab == "in1k":

@@ -6,20 +6,20 @@ tensors live in FFCV's ring buffer: they stay valid for ``batches_ahead`` furthe
 clone anything kept longer.
 
 Epochs. Each training epoch is ``num_train`` images drawn by :mod:`datamodules.epoch_order`
-(``data.sampling``: a permutation for natural, weighted draws with replacement otherwise),
-a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
-(disjoint, equal counts). Label noise (``data.label_noise``) is applied to each batch at load
-time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every noise
-level; the resampling weights come from the noisy labels (see :mod:`datamodules.label_noise`).
-Random crops and flips are a counter-based hash of (seed, epoch, sample_id)
-(:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the same crop
-and flip on any thread, worker or rank and after a resume, so on the CPU two runs of one
-command with one seed and thread count see identical batches.
+(``data.loading.sampling``: a permutation for natural, weighted draws with replacement
+otherwise), a pure function of (seed, epoch). Under DDP each rank reads every world_size-th draw
+(disjoint, equal counts). Label noise (``data.loading.label_noise``) is applied to each batch at
+load time from (seed, sample_id, slot), the same in every epoch, so one .beton serves every
+noise level; the resampling weights come from the noisy labels (see
+:mod:`datamodules.label_noise`). Random crops and flips are a counter-based hash of (seed,
+epoch, sample_id) (:mod:`datamodules.ffcv_augment`): the same sample in the same epoch gets the
+same crop and flip on any thread, worker or rank and after a resume, so on the CPU two runs of
+one command with one seed and thread count see identical batches.
 
 Loaders are built once per run (a new FFCV Loader spends ~10 s compiling) and reused across
 epochs: the custom traversal order hands FFCV each epoch's draws when it asks.
 
-Shards. A prepared folder may hold several train shards (``data.shard_size``); they are
+Shards. A prepared folder may hold several train shards (``data.write.shard_size``); they are
 checked against ``manifest.json`` (:func:`datamodules.shards.check_train_shards`) and read by
 one FFCV Loader as one dataset (:mod:`datamodules.ffcv_shards`: the files mapped back to back,
 compiled once), shard after shard in sample-id order, so global row r is sample id r. The
@@ -179,10 +179,10 @@ class HashtagDataModule(L.LightningDataModule):
         self.data_cfg = data_cfg
         self.seed = int(seed)
         self.prepared_dir = Path(prepared_dir) if prepared_dir is not None else None
-        self.label_noise = float(data_cfg.label_noise)
-        self.label_noise_dist = str(data_cfg.label_noise_dist)
+        self.label_noise = float(data_cfg.loading.label_noise)
+        self.label_noise_dist = str(data_cfg.loading.label_noise_dist)
         if not 0.0 <= self.label_noise <= 1.0:
-            raise UserInputError(f"data.label_noise={self.label_noise} must be within 0..1")
+            raise UserInputError(f"data.loading.label_noise={self.label_noise} must be within 0..1")
         self.manifest: dict | None = None
         self.vocab_size: int | None = None
         self.hashtag_counts: np.ndarray | None = None
@@ -227,7 +227,7 @@ class HashtagDataModule(L.LightningDataModule):
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         from datamodules.shards import check_train_shards
 
-        full = bool(self.data_cfg.verify_checksums)
+        full = bool(self.data_cfg.loading.verify_checksums)
         self.train_paths = check_train_shards(folder, manifest, full=full)
         self.train_path = self.train_paths[0]  # the first shard (one-shard callers)
         self.val_path = folder / manifest["val"]["file"]
@@ -265,8 +265,8 @@ class HashtagDataModule(L.LightningDataModule):
         reads), with frequencies from the same rows; with label noise, from those rows as
         corrupted (the train .beton's row i has sample_id i), the clean frequencies staying
         the noise marginal."""
-        mode = str(self.data_cfg.sampling)
-        combine = str(self.data_cfg.sampling_combine)
+        mode = str(self.data_cfg.loading.sampling)
+        combine = str(self.data_cfg.loading.sampling_combine)
         counts = self.hashtag_counts
         if mode != "natural":
             counts = label_counts(self._label_chunks(), self.vocab_size)
@@ -304,8 +304,8 @@ class HashtagDataModule(L.LightningDataModule):
 
         return sharded_loader(
             paths,
-            batch_size=int(self.data_cfg.batch_size),
-            num_workers=int(self.data_cfg.num_workers),
+            batch_size=int(self.data_cfg.loading.batch_size),
+            num_workers=int(self.data_cfg.loading.num_workers),
             order=order,
             distributed=world > 1,
             seed=self.seed,
@@ -326,7 +326,10 @@ class HashtagDataModule(L.LightningDataModule):
             key = EpochKey(self.seed)
             pipelines = {  # the shards' rows in order: global row r holds sample_id r
                 "image": train_image_pipeline(
-                    self.data_cfg.resolution, device, self.data_cfg.crop_min_scale, key=key
+                    self.data_cfg.loading.resolution,
+                    device,
+                    self.data_cfg.loading.crop_min_scale,
+                    key=key,
                 ),
                 "labels": labels_pipeline(),
                 "num_labels": None,
@@ -336,7 +339,7 @@ class HashtagDataModule(L.LightningDataModule):
             if len(loader) == 0:
                 raise UserInputError(
                     f"{self.num_train} training images over {world} rank(s) make no full batch "
-                    f"of data.batch_size={self.data_cfg.batch_size}; lower the batch size"
+                    f"of data.loading.batch_size={self.data_cfg.loading.batch_size}; lower the batch size"
                 )
             self._train = HashtagBatches(self, loader, order, train=True, key=key)
         return self._train
@@ -350,7 +353,7 @@ class HashtagDataModule(L.LightningDataModule):
             self.setup("validate")
             device, _, world = self._placement()
             pipelines = {
-                "image": val_image_pipeline(self.data_cfg.resolution, device),
+                "image": val_image_pipeline(self.data_cfg.loading.resolution, device),
                 "labels": labels_pipeline(),
                 "num_labels": None,
                 "sample_id": int_pipeline(),

@@ -2,14 +2,14 @@
 hashtags among the draws follow a target distribution. The epoch orders drawn from these
 weights are :mod:`datamodules.epoch_order`; label noise is :mod:`datamodules.label_noise`.
 
-Resampling (``data.sampling``). Let f(h) be hashtag h's frequency (training images carrying it).
-The target share of hashtag h among the draws is t(h) ~ f(h) (``natural``), sqrt(f(h))
-(``sqrt``) or 1 (``uniform``), normalised over hashtags with f > 0. Hashtag h gets the weight
-w(h) = t(h) / f(h): summing w(h) over the f(h) images of h gives exactly t(h).
+Resampling (``data.loading.sampling``). Let f(h) be hashtag h's frequency (training images
+carrying it). The target share of hashtag h among the draws is t(h) ~ f(h) (``natural``),
+sqrt(f(h)) (``sqrt``) or 1 (``uniform``), normalised over hashtags with f > 0. Hashtag h gets
+the weight w(h) = t(h) / f(h): summing w(h) over the f(h) images of h gives exactly t(h).
 
-An image with several hashtags needs one weight (``data.sampling_combine``). All three are
-exact for single-label images. With several labels per image no per-image weight can hit every
-target, because an image's co-labels come along with it; what each gives:
+An image with several hashtags needs one weight (``data.loading.sampling_combine``). All three
+are exact for single-label images. With several labels per image no per-image weight can hit
+every target, because an image's co-labels come along with it; what each gives:
 
 - ``mean``: the average of its hashtags' w. Images are not favoured for having more labels; a
   rare hashtag's weight is diluted by its frequent co-labels, so there is no lower bound on a
@@ -59,7 +59,7 @@ def _check(value: str, valid: tuple[str, ...], key: str) -> str:
 # --------------------------------------------------------------------------------------------
 def target_shares(counts: np.ndarray, mode: str) -> np.ndarray:
     """t(h): the share of draws hashtag h should get, float64 [V], summing to 1 over f > 0."""
-    _check(mode, SAMPLING_MODES, "data.sampling")
+    _check(mode, SAMPLING_MODES, "data.loading.sampling")
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or (counts < 0).any():
         raise ValueError("hashtag counts must be a 1-D array of non-negative frequencies")
@@ -94,8 +94,8 @@ def image_weights(
 
     Returns None for ``natural`` (epochs are permutations; see the module doc).
     """
-    _check(mode, SAMPLING_MODES, "data.sampling")
-    _check(combine, COMBINE_MODES, "data.sampling_combine")
+    _check(mode, SAMPLING_MODES, "data.loading.sampling")
+    _check(combine, COMBINE_MODES, "data.loading.sampling_combine")
     if mode == "natural":
         return None
     # one gather per label column: id -1 (padding) picks the appended 0

@@ -14,7 +14,7 @@ Reading (:func:`check_train_shards`). Before a datamodule reads a prepared folde
 shard listed in ``manifest.json`` must exist, have the byte size and the image count the
 manifest states (the FFCV header), be labelled with the manifest's vocabulary, and start at the
 sample id that follows the previous shard; with ``full=True`` its checksum is recomputed too
-(a read of every byte, so on request: ``data.verify_checksums``). Any failure is one line
+(a read of every byte, so on request: ``data.loading.verify_checksums``). Any failure is one line
 naming the shard.
 """
 
@@ -68,10 +68,10 @@ def write_shard(path: str, items: Any, data_cfg: Any, vocab_sha256: str, workers
     stats = write_hashtag_beton(
         path,
         items.open(),
-        max_labels=int(data_cfg.max_labels),
-        max_resolution=int(data_cfg.image_size),
-        jpeg_quality=int(data_cfg.jpeg_quality),
-        write_mode=data_cfg.write_mode,
+        max_labels=int(data_cfg.write.max_labels),
+        max_resolution=int(data_cfg.source.image_size),
+        jpeg_quality=int(data_cfg.write.jpeg_quality),
+        write_mode=data_cfg.write.mode,
         num_workers=max(1, int(workers)),
     )
     info = {

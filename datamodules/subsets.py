@@ -43,20 +43,20 @@ def scale_subset(ids: Sequence[str], scale: float, seed: int) -> np.ndarray:
     """
     if scale <= 0:
         raise UserInputError(
-            f"data.scale={scale} must be > 0 (a fraction <= 1 or a number of images > 1)"
+            f"data.write.scale={scale} must be > 0 (a fraction <= 1 or a number of images > 1)"
         )
     u = unit_hashes(ids, seed, SCALE_SALT)
     if scale <= 1:
         return np.nonzero(u < scale)[0]
     if scale != int(scale):
         raise UserInputError(
-            f"data.scale={scale}: a scale above 1 is a number of images and must be a whole number"
+            f"data.write.scale={scale}: a scale above 1 is a number of images and must be a whole number"
         )
     count = int(scale)
     if count > len(ids):
         raise UserInputError(
-            f"data.scale={count} images asked but only {len(ids)} remain after labelling and "
-            f"dedup; use data.scale<={len(ids)} or a fraction"
+            f"data.write.scale={count} images asked but only {len(ids)} remain after labelling and "
+            f"dedup; use data.write.scale<={len(ids)} or a fraction"
         )
     # stable sort: ties (practically impossible) broken by position, deterministic either way
     return np.sort(np.argsort(u, kind="stable")[:count])
@@ -67,6 +67,6 @@ def train_val_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, val indices), sorted; an id is in val when ``u(id, seed, "val") < val_fraction``."""
     if not 0 <= val_fraction < 1:
-        raise UserInputError(f"data.val_fraction={val_fraction} must be in [0, 1)")
+        raise UserInputError(f"data.write.val_fraction={val_fraction} must be in [0, 1)")
     is_val = unit_hashes(ids, seed, VAL_SALT) < val_fraction
     return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]

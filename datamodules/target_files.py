@@ -63,13 +63,13 @@ class TargetSpec:
             resolution=int(transfer_cfg.resolution),
             max_per_class=int(transfer_cfg.max_per_class),
             seed=int(seed),
-            write_mode=str(data_cfg.write_mode),
-            jpeg_quality=int(data_cfg.jpeg_quality),
-            holdout_fraction=float(data_cfg.holdout_fraction),
-            holdout_categories=tuple(sorted(data_cfg.holdout_categories)),
-            synthetic_concepts=int(data_cfg.synthetic_concepts),
-            zipf_exponent=float(data_cfg.zipf_exponent),
-            dedup_hamming=int(data_cfg.dedup_hamming),
+            write_mode=str(data_cfg.write.mode),
+            jpeg_quality=int(data_cfg.write.jpeg_quality),
+            holdout_fraction=float(data_cfg.source.holdout_fraction),
+            holdout_categories=tuple(sorted(data_cfg.source.holdout_categories)),
+            synthetic_concepts=int(data_cfg.source.synthetic_concepts),
+            zipf_exponent=float(data_cfg.source.zipf_exponent),
+            dedup_hamming=int(data_cfg.dedup.hamming),
         )
 
     def key(self) -> str:
@@ -326,7 +326,7 @@ def ensure_target_files(
             shutil.rmtree(folder)
 
         def build(tmp: Path) -> None:
-            workers = int(data_cfg.num_workers)
+            workers = int(data_cfg.loading.num_workers)
             run_in_fresh_process(
                 _build_target, spec, str(data_cfg.cache_dir), str(tmp), workers, load_fn
             )

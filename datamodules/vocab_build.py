@@ -37,7 +37,7 @@ from datamodules.vocabulary import Vocabulary
 from datamodules.wordnet import WordNet
 
 if TYPE_CHECKING:
-    from datamodules.data_config import DataConfig
+    from datamodules.data_config import VocabConfig
 
 _EXAMPLES = 20  # most frequent examples listed per drop reason in the report
 
@@ -91,12 +91,14 @@ def check_knobs(
     max_tag_share: float,
     max_category_spread: float,
 ) -> None:
-    check_choice("vocabulary (data.vocab)", vocab, VOCABS)
-    check_choice("ambiguity rule (data.ambiguity)", ambiguity, AMBIGUITY_RULES)
+    check_choice("vocabulary (data.vocab.name)", vocab, VOCABS)
+    check_choice("ambiguity rule (data.vocab.ambiguity)", ambiguity, AMBIGUITY_RULES)
     if top_k < 0 or min_count < 0 or num_images < 0:
-        raise UserInputError("data.top_k, data.min_count and the image count must be >= 0")
+        raise UserInputError(
+            "data.vocab.top_k, data.vocab.min_count and the image count must be >= 0"
+        )
     if not 0.0 <= max_tag_share <= 1.0 or not 0.0 <= max_category_spread <= 1.0:
-        raise UserInputError("data.max_tag_share and max_category_spread must lie in [0, 1]")
+        raise UserInputError("data.vocab.max_tag_share and max_category_spread must lie in [0, 1]")
 
 
 def normalized_counts(counts: Mapping[str, int]) -> Counter:
@@ -266,14 +268,14 @@ def build_vocabulary(
         dropped = (
             f"{len(noise.stop_list)} stop tags, {len(noise.category)} category names, "
             f"{len(noise.max_tag_share)} on more than "
-            f"{max_tag_share:g} of {num_images} images (data.max_tag_share), {len(noise.spread)} "
+            f"{max_tag_share:g} of {num_images} images (data.vocab.max_tag_share), {len(noise.spread)} "
             f"spread over categories; {sum(len(u) for u in merge.unmatched.values())} name no "
-            f"synset of '{vocab}'; {len(cut.below)} labels below data.min_count={min_count}"
+            f"synset of '{vocab}'; {len(cut.below)} labels below data.vocab.min_count={min_count}"
         )
         raise UserInputError(
             f"the vocabulary is empty: {len(tag_counts)} distinct tags in {num_images} images, "
-            f"none left after filtering ({dropped}). Relax data.min_count / "
-            "data.max_tag_share / data.stop_tags, or pick another data.vocab"
+            f"none left after filtering ({dropped}). Relax data.vocab.min_count / "
+            "data.vocab.max_tag_share / data.vocab.stop_tags, or pick another data.vocab.name"
         )
     vocabulary = labels(merge, cut, forbidden)
     params = {
@@ -289,20 +291,20 @@ def build_vocabulary(
 
 
 def build_vocabulary_from_config(
-    counts: Mapping[str, int], num_images: int, data_cfg: DataConfig, **options: Any
+    counts: Mapping[str, int], num_images: int, vocab_cfg: VocabConfig, **options: Any
 ) -> tuple[Vocabulary, dict]:
-    """:func:`build_vocabulary` with the knobs of the ``data`` config section; ``options``: its
-    other keywords (``extra_stop_tags``, ``wordnet``, ``category_counts``,
+    """:func:`build_vocabulary` with the knobs of the ``data.vocab`` config section;
+    ``options``: its other keywords (``extra_stop_tags``, ``wordnet``, ``category_counts``,
     ``max_category_spread``, ``category_names``)."""
     return build_vocabulary(
         counts,
         num_images,
-        vocab=data_cfg.vocab,
-        top_k=data_cfg.top_k,
-        min_count=data_cfg.min_count,
-        ambiguity=data_cfg.ambiguity,
-        stop_tags=data_cfg.stop_tags,
-        max_tag_share=data_cfg.max_tag_share,
+        vocab=vocab_cfg.name,
+        top_k=vocab_cfg.top_k,
+        min_count=vocab_cfg.min_count,
+        ambiguity=vocab_cfg.ambiguity,
+        stop_tags=vocab_cfg.stop_tags,
+        max_tag_share=vocab_cfg.max_tag_share,
         **options,
     )
 

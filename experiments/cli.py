@@ -31,7 +31,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
         help="YAML under configs/ (composes onto the schema)",
     )
     parser.add_argument(
-        "overrides", nargs="*", help="OmegaConf dot-list overrides, e.g. data.scale=0.1 seed=1"
+        "overrides",
+        nargs="*",
+        help="OmegaConf dot-list overrides, e.g. data.write.scale=0.1 seed=1",
     )
 
 

@@ -2,9 +2,10 @@
 
 A run config is one :class:`RunConfig`. YAML files may start with ``defaults: [other.yaml, ...]``
 (paths relative to the file, or to the repository's ``configs/``), merged first, in order.
-CLI overrides are OmegaConf dot-lists (``data.scale=0.1``). Unknown keys, wrong types and
+CLI overrides are OmegaConf dot-lists (``data.write.scale=0.1``). Unknown keys, wrong types and
 missing files raise :class:`UserInputError` with a one-line message naming the key and the
-valid choices.
+valid choices; a key of the flat ``data`` layout (``data.scale``) names its new key
+(:mod:`datamodules.data_legacy`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from omegaconf import MISSING, DictConfig, OmegaConf, ValidationError
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from datamodules import data_config, transfer_config
-from datamodules.data_config import DataConfig
+from datamodules.data_config import (
+    DataConfig,
+    DedupConfig,
+    LoadingConfig,
+    SourceConfig,
+    VocabConfig,
+    WriteConfig,
+)
+from datamodules.data_legacy import renamed
 from datamodules.errors import UserInputError
 from datamodules.transfer_config import TransferConfig
 from lightning_modules import model_config
@@ -71,7 +80,7 @@ class RunConfig:
 
 # String knobs with a closed set of values, each defined once in its section's module.
 CHOICES: dict[str, tuple[str, ...]] = {
-    **{f"data.{k}": v for k, v in data_config.CHOICES.items()},
+    **{f"data.{s}.{k}": v for s, fields in data_config.CHOICES.items() for k, v in fields.items()},
     **{f"{s}.{k}": v for s, fields in model_config.CHOICES.items() for k, v in fields.items()},
     **{f"transfer.{k}": v for k, v in transfer_config.CHOICES.items()},
 }
@@ -109,6 +118,21 @@ def _check_key(schema: DictConfig, dotted: str) -> None:
                 + ", ".join(sorted(node.keys()))
             )
         node = node._get_node(part)
+
+
+def check_renamed(key: str, where: str, value_is_mapping: bool = False) -> None:
+    """Fail on a key of the flat ``data`` layout, naming its new key (``value_is_mapping``: the
+    key is given a mapping, so ``data.source`` is the new section, not the old key)."""
+    new = renamed(key, value_is_mapping)
+    if new is not None:
+        raise UserInputError(f"{where}: '{key}' was renamed; use '{new}'")
+
+
+def _check_renamed_yaml(raw: DictConfig, where: str) -> None:
+    data = raw._get_node("data") if "data" in raw else None
+    if isinstance(data, DictConfig):
+        for key in data.keys():
+            check_renamed(f"data.{key}", where, isinstance(data._get_node(key), DictConfig))
 
 
 def _error(schema: DictConfig, exc: OmegaConfBaseException, where: str) -> UserInputError:
@@ -151,23 +175,25 @@ def load_config(
 ) -> Any:
     """Compose schema defaults, a YAML file (with its defaults chain) and CLI overrides.
 
-    Returns the typed object (a dataclass instance) so code reads ``cfg.data.scale``.
+    Returns the typed object (a dataclass instance) so code reads ``cfg.data.write.scale``.
     """
     base = OmegaConf.structured(schema)
     cfg = base
     if path is not None:
         for file, raw in _read_yaml(Path(path)):
+            _check_renamed_yaml(raw, str(file))
             try:
                 cfg = OmegaConf.merge(cfg, raw)
             except OmegaConfBaseException as exc:
                 raise _error(base, exc, str(file)) from None
     dotlist = []
     for item in overrides:
-        key = item.split("=", 1)[0]
+        key, _, value = item.partition("=")
+        check_renamed(key, "override", value.lstrip().startswith("{"))
         _check_key(base, ALIASES.get(key, key))
         if "=" not in item:
             raise UserInputError(
-                f"override '{item}' must look like key=value (e.g. data.scale=0.1)"
+                f"override '{item}' must look like key=value (e.g. data.write.scale=0.1)"
             )
         key, value = item.split("=", 1)
         # `pretrained=` means the empty string (OmegaConf would read it as None)
@@ -200,6 +226,11 @@ __all__ = [
     "MISSING",
     "ValidationError",
     "DataConfig",
+    "SourceConfig",
+    "VocabConfig",
+    "DedupConfig",
+    "WriteConfig",
+    "LoadingConfig",
     "ModelConfig",
     "OptimConfig",
     "ScheduleConfig",

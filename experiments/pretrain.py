@@ -45,12 +45,12 @@ def _fmt_number(x: float) -> str:
 def default_run_name(cfg: RunConfig) -> str:
     """A name that reads as the run's axes, e.g. ``rx-tiny_synthetic-1-wordnet_samp-sqrt_noise-0_seed-0``."""
     d = cfg.data
-    vocab = d.vocab + (f"{d.top_k}" if d.top_k else "")
+    vocab = d.vocab.name + (f"{d.vocab.top_k}" if d.vocab.top_k else "")
     parts = [
         cfg.model.name,
-        f"{d.source}-{_fmt_number(d.scale)}-{vocab}",
-        _named("data.sampling", d.sampling),
-        _named("data.label_noise", _fmt_number(d.label_noise)),
+        f"{d.source.name}-{_fmt_number(d.write.scale)}-{vocab}",
+        _named("data.loading.sampling", d.loading.sampling),
+        _named("data.loading.label_noise", _fmt_number(d.loading.label_noise)),
         _named("seed", cfg.seed),
     ]
     if cfg.model.loss != "softmax":
@@ -212,7 +212,7 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
         print(f"pretrain: {run.path} is complete (metrics.json); nothing to do")
         return run.path
     if cfg.schedule.global_batch:  # the per-device batch for this world size
-        cfg.data.batch_size = per_device_batch(
+        cfg.data.loading.batch_size = per_device_batch(
             cfg.schedule.global_batch, _world_size(cfg), cfg.schedule.accumulate
         )
     if parent is not None:  # on the resolved config, as the checkpoint saved its own
@@ -224,7 +224,7 @@ def run_pretrain(cfg: RunConfig, datamodule: Any = None) -> Path:
     dm = datamodule if datamodule is not None else _make_datamodule(cfg)
     _ensure_ready(dm)
     world = _world_size(cfg)
-    global_batch = global_batch_size(cfg.data.batch_size, world, cfg.schedule.accumulate)
+    global_batch = global_batch_size(cfg.data.loading.batch_size, world, cfg.schedule.accumulate)
     images = total_images(cfg.schedule, int(dm.num_train))
     max_steps = num_steps(images, global_batch)
     batches_per_val = None

@@ -21,6 +21,7 @@ re-run reuses what is complete: cached rasters and shards, finished pretraining 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ TARGETS = {  # target name -> transfer config
         "fashion_mnist": REPO_ROOT / "configs/transfer/linear_fashion_mnist.yaml",
     },
 }
-ABLATIONS = {"natural": ["data.sampling=natural"], "sigmoid": ["model.loss=sigmoid"]}
+ABLATIONS = {"natural": ["data.loading.sampling=natural"], "sigmoid": ["model.loss=sigmoid"]}
 
 
 @dataclasses.dataclass
@@ -150,14 +151,14 @@ def transfer_configs(plan: Plan, pretrained: dict[str, Path], main: RunConfig) -
                         f"transfer.features={features}",
                         # a random network is judged at its strongest: BN statistics of the target
                         f"transfer.bn_recalibrate={'false' if weights else 'true'}",
-                        f"transfer.resolution={main.data.resolution}",
+                        f"transfer.resolution={main.data.loading.resolution}",
                         f"transfer.max_per_class={plan.max_per_class}",
                     ],
                 )
                 cfg.transfer.pretrained = weights
                 cfg.model = dataclasses.replace(main.model)
                 # the pretraining corpus's data settings: the same held-out split and cache
-                cfg.data = dataclasses.replace(main.data)
+                cfg.data = copy.deepcopy(main.data)  # its sections too
                 out.append(cfg)
     return out
 

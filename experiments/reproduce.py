@@ -168,15 +168,15 @@ def planned_images_seen(cfg: RunConfig) -> int | None:
     training-set size where that is known before preparation (as the sweep's dry run)."""
     if cfg.schedule.images_seen > 0:
         return int(cfg.schedule.images_seen)
-    if cfg.data.scale > 1:
-        num = int(cfg.data.scale)
-    elif cfg.data.source == "synthetic":
-        num = int(cfg.data.num_images * cfg.data.scale)
+    if cfg.data.write.scale > 1:
+        num = int(cfg.data.write.scale)
+    elif cfg.data.source.name == "synthetic":
+        num = int(cfg.data.source.num_images * cfg.data.write.scale)
     else:
         return None
     from lightning_modules.optim import heuristic_images_seen
 
-    return heuristic_images_seen(max(1, int(num * (1 - cfg.data.val_fraction))), cfg.schedule)
+    return heuristic_images_seen(max(1, int(num * (1 - cfg.data.write.val_fraction))), cfg.schedule)
 
 
 def human_time(seconds: float) -> str:

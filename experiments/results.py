@@ -184,8 +184,8 @@ def setting_means(df: pd.DataFrame) -> pd.DataFrame:
     """:data:`SEED_MEASURED` axes as the mean (rounded) over the pretraining runs of one setting,
     each run's own value kept in ``<axis>_run``. A setting: every axis but these and the seed
     equal and, for sweep runs, the same run name but for its ``_seed-N`` token. That name
-    carries every swept key, also those that are not axes: ``data.top_k`` (``vocab-100``) keeps
-    a top-100 vocabulary apart from the full one (same ``vocab`` column), whose mean would
+    carries every swept key, also those that are not axes: ``data.vocab.top_k`` (``vocab-100``)
+    keeps a top-100 vocabulary apart from the full one (same ``vocab`` column), whose mean would
     otherwise mix both and match neither's runs in the findings' pairs."""
     df = df.copy()
     setting = [c for c in AXES if c not in (*SEED_MEASURED, "seed")]

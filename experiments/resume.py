@@ -13,11 +13,11 @@ both modes continue the checkpoint's run exactly:
 
 The config may differ from the checkpoint's only where the restored state stays valid:
 ``schedule.*`` (but not ``accumulate``/``global_batch``), ``trainer.*`` (but not ``devices``/``num_nodes``),
-``logging.*``, ``data.num_workers``, ``data.cache_dir``. A longer or otherwise changed schedule
-is the new schedule's learning-rate curve from the checkpoint's step on (the first step after
-it still runs at the restored LR); one that ends before that step is an error. Other changes
-(model, optimizer, data, seed, global batch) are one error line: starting a new recipe from a
-checkpoint's weights alone is ``model.weights=<file>``.
+``logging.*``, ``data.loading.num_workers``, ``data.cache_dir``. A longer or otherwise changed
+schedule is the new schedule's learning-rate curve from the checkpoint's step on (the first step
+after it still runs at the restored LR); one that ends before that step is an error. Other
+changes (model, optimizer, data, seed, global batch) are one error line: starting a new recipe
+from a checkpoint's weights alone is ``model.weights=<file>``.
 
 ``started_from.json`` in the run folder records the start (checkpoint, step, parent run, mode);
 ``metrics.json`` copies it. Rerunning the same command (a crash, a SLURM requeue) continues from
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datamodules.data_legacy import upgrade_config
 from datamodules.errors import UserInputError
 from experiments.rundir import RunDir, atomic_write_json, read_json
 
@@ -42,7 +43,7 @@ FORK_MAY_CHANGE = (
     "trainer.",
     "logging.",
     "transfer.",  # not read by pretraining
-    "data.num_workers",
+    "data.loading.num_workers",
     "data.cache_dir",
 )
 FORK_MUST_KEEP = (  # the global batch: steps of the checkpoint must mean the same images
@@ -102,7 +103,8 @@ def read_parent(ckpt_path: str) -> Parent:
             f"ckpt_path={ckpt_path}: not a pretraining checkpoint (no global_step and run config);"
             " to start from plain weights use model.weights=<file>"
         )
-    return Parent(path=path, global_step=int(ckpt["global_step"]), config=config)
+    # a checkpoint written before the data sections holds the flat layout: compared as the new
+    return Parent(path=path, global_step=int(ckpt["global_step"]), config=upgrade_config(config))
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -12,7 +12,7 @@ The first three are ``datamodules.launch.LAUNCHERS`` and mean the same for `prep
 `local` is a process pool on this machine); `wandb-export` is the sweep's own.
 
 Extra key=value arguments are run-config overrides added to every run (e.g. the paper specs
-need `data.manifest=/path/to/manifest.jsonl`). Rerunning a sweep skips complete runs, resumes
+need `data.source.manifest=/path/to/manifest.jsonl`). Rerunning a sweep skips complete runs, resumes
 runs that have a checkpoint and reruns failed ones; it ends with done / resumed / failed counts.
 """
 
@@ -80,18 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def estimated_images_seen(run: PlannedRun) -> str:
     """schedule.images_seen, or the paper's heuristic (lightning_modules.optim) on the
-    training-set size when that is known before preparation (an absolute data.scale, or a
+    training-set size when that is known before preparation (an absolute data.write.scale, or a
     fraction of a synthetic corpus)."""
     cfg = run.config()
     if cfg.schedule.images_seen > 0:
         return f"{cfg.schedule.images_seen:,}"
-    if cfg.data.scale > 1:
-        num = int(cfg.data.scale)
-    elif cfg.data.source == "synthetic":
-        num = int(cfg.data.num_images * cfg.data.scale)
+    if cfg.data.write.scale > 1:
+        num = int(cfg.data.write.scale)
+    elif cfg.data.source.name == "synthetic":
+        num = int(cfg.data.source.num_images * cfg.data.write.scale)
     else:
         return "heuristic (needs the prepared set's size)"
-    num = max(1, int(num * (1 - cfg.data.val_fraction)))
+    num = max(1, int(num * (1 - cfg.data.write.val_fraction)))
     try:
         from lightning_modules.optim import heuristic_images_seen
     except ImportError:

@@ -15,6 +15,7 @@ directory, and a results table can be read from the names alone.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -22,16 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from datamodules.axes import NAME_KEYS, NAME_PREFIXES, VOCAB_KEYS
+from datamodules.data_legacy import FLAT_KEYS
 from datamodules.errors import UserInputError
-from experiments.config import REPO_ROOT, RunConfig, load_config
+from experiments.config import REPO_ROOT, RunConfig, check_renamed, load_config
 from lightning_modules.model_config import ARCH_FIELDS
 
 ARCH_KEYS = frozenset(f"model.{f}" for f in ARCH_FIELDS)
 
 # Keys always shown in run names, in this order (values read from the resolved run config), and
 # the short prefixes of the paper's axes (datamodules.axes); any other key is written
-# `<last component>-<value>`. The vocabulary token is made from data.vocab and data.top_k, so
-# sweeping data.top_k needs no extra token.
+# `<last component>-<value>`, a data key with the last component of its flat-layout key
+# (data.dedup.hamming -> `dedup_hamming-6`: datamodules.data_legacy), so names stayed what
+# they were before the data sections. The vocabulary token is made from data.vocab.name and
+# data.vocab.top_k, so sweeping data.vocab.top_k needs no extra token.
 DEFAULT_NAME_KEYS = list(NAME_KEYS)
 DEFAULT_PREFIXES = dict(NAME_PREFIXES)
 
@@ -149,6 +153,14 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def validate_spec(spec: SweepSpec, where: str = "sweep") -> None:
+    for key in [*spec.grid, *spec.zip, *spec.name_keys, *spec.prefixes, *spec.value_names]:
+        check_renamed(key, where)
+    for item in [
+        *spec.overrides,
+        *(o for t in [*spec.transfers, *spec.baselines] for o in t.overrides),
+    ]:
+        key, _, value = item.partition("=")
+        check_renamed(key, where, value.lstrip().startswith("{"))
     if not spec.seeds:
         raise UserInputError(f"{where}: `seeds:` is empty; give at least one seed, e.g. [0]")
     for section in ("grid", "zip"):
@@ -194,7 +206,7 @@ def _plain(value: Any) -> str:
 
 
 def scale_token(scale: float) -> str:
-    """data.scale: > 1 is an absolute image count ('35M'), <= 1 a fraction ('10pct')."""
+    """data.write.scale: > 1 is an absolute image count ('35M'), <= 1 a fraction ('10pct')."""
     if scale > 1:
         return human_count(scale)
     pct = scale * 100
@@ -218,23 +230,23 @@ def name_token(key: str, values: dict[str, Any], spec: SweepSpec) -> str:
     prefix = spec.prefixes.get(key) or DEFAULT_PREFIXES.get(key)
     relabel = spec.value_names.get(key, {})
     if key in VOCAB_KEYS:
-        raw = values["data.vocab"]
-        top_k = int(values.get("data.top_k") or 0)
+        raw = values[VOCAB_KEYS[0]]
+        top_k = int(values.get(VOCAB_KEYS[1]) or 0)
         label = relabel.get(_plain(top_k) if top_k else str(raw))
         body = label or vocab_token(str(raw), top_k)
         return f"{prefix or 'vocab'}-{body}"
     value = values[key]
     if _plain(value) in relabel:
         body = relabel[_plain(value)]
-    elif key == "data.scale":
+    elif key == "data.write.scale":
         body = scale_token(float(value))
-    elif key == "data.label_noise":
+    elif key == "data.loading.label_noise":
         body = noise_token(float(value))
     else:
         body = _plain(value)
     if prefix == "":  # an axis named by its bare value (the model)
         return body
-    return f"{prefix or key.rsplit('.', 1)[-1]}-{body}"
+    return f"{prefix or FLAT_KEYS.get(key, key).rsplit('.', 1)[-1]}-{body}"
 
 
 def _lookup(cfg: Any, key: str) -> Any:
@@ -243,6 +255,8 @@ def _lookup(cfg: Any, key: str) -> Any:
         if not hasattr(node, part):
             raise UserInputError(f"name key '{key}' is not a run config key")
         node = getattr(node, part)
+    if dataclasses.is_dataclass(node):
+        raise UserInputError(f"name key '{key}' is a config section, not a key")
     return node
 
 

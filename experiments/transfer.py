@@ -280,8 +280,8 @@ def target_split(cfg: RunConfig) -> str:
         return ""
     d = cfg.data
     return (
-        f"holdout_fraction={d.holdout_fraction:g};"
-        f"holdout_categories={','.join(sorted(d.holdout_categories))}"
+        f"holdout_fraction={d.source.holdout_fraction:g};"
+        f"holdout_categories={','.join(sorted(d.source.holdout_categories))}"
     )
 
 
@@ -298,10 +298,10 @@ def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
         return data
     if pretrain_heldout.get("source") != "openclipart":
         return data
-    default = DataConfig()
+    default = DataConfig().source
     ours = {
-        "holdout_fraction": float(data.holdout_fraction),
-        "holdout_categories": sorted(data.holdout_categories),
+        "holdout_fraction": float(data.source.holdout_fraction),
+        "holdout_categories": sorted(data.source.holdout_categories),
     }
     adopted = {}
     for key, value in ours.items():
@@ -313,11 +313,14 @@ def heldout_data_config(cfg: RunConfig, pretrain_heldout: dict | None):
             schema_default = sorted(schema_default)
         if value != schema_default:
             raise UserInputError(
-                f"transfer: data.{key}={value} differs from the pretraining run's {theirs}: the "
-                f"target would overlap its pretraining images; pass data.{key}={theirs} or omit it"
+                f"transfer: data.source.{key}={value} differs from the pretraining run's {theirs}: "
+                f"the target would overlap its pretraining images; pass "
+                f"data.source.{key}={theirs} or omit it"
             )
         adopted[key] = theirs
-    return dataclasses.replace(data, **adopted) if adopted else data
+    if not adopted:
+        return data
+    return dataclasses.replace(data, source=dataclasses.replace(data.source, **adopted))
 
 
 def run_transfer(cfg: RunConfig) -> Path:

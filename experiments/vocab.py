@@ -2,7 +2,7 @@
 
 Build (writes ``vocab.tsv`` and ``vocab_report.json`` to ``--out``, prints a summary)::
 
-    python -m experiments vocab configs/data/vocab_in1k.yaml [data.top_k=500 ...] [--out DIR]
+    python -m experiments vocab configs/data/vocab_in1k.yaml [data.vocab.top_k=500 ...] [--out DIR]
     python -m experiments vocab <config> --tags-file corpus.jsonl    # no image source needed
 
 The corpus is the configured source (``datamodules.sources.open_source(cfg.data)``) or, with
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "target", help=f"a data config YAML to build from, or '{LOOKUP}' to look tags up"
     )
     parser.add_argument(
-        "rest", nargs="*", help="build: config overrides (data.vocab=in1k); lookup: the tags"
+        "rest", nargs="*", help="build: config overrides (data.vocab.name=in1k); lookup: the tags"
     )
     build = parser.add_argument_group("build")
     build.add_argument("--out", default="", help="output folder (default runs/vocab/<name>)")
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     look = parser.add_argument_group("lookup")
     look.add_argument(
-        "--vocab", choices=VOCABS, default=None, help="default: data.vocab's default (wordnet)"
+        "--vocab", choices=VOCABS, default=None, help="default: data.vocab.name's default (wordnet)"
     )
     look.add_argument(
         "--ambiguity",
@@ -127,7 +127,7 @@ def read_source(data_cfg: DataConfig) -> tuple[list[list[str]], list[str | None]
     records = open_source(data_cfg)
     tags_only = getattr(records, "tags", None)
     tag_lists, categories = [], []
-    for i in tqdm(range(len(records)), desc=f"reading {data_cfg.source} tags", unit="img"):
+    for i in tqdm(range(len(records)), desc=f"reading {data_cfg.source.name} tags", unit="img"):
         if callable(tags_only):
             tag_lists.append(image_tags(tags_only(i)))
             categories.append(None)
@@ -152,7 +152,7 @@ def build(
     vocab, report = build_vocabulary_from_config(
         count_tags(tag_lists),
         len(tag_lists),
-        data_cfg,
+        data_cfg.vocab,
         category_names=category_names,
         category_counts=cat_counts,
         max_category_spread=category_spread,
@@ -217,11 +217,11 @@ def run_build(args: argparse.Namespace) -> int:
         source = f"tags-file:{Path(args.tags_file).name}"
     else:
         tag_lists, categories = read_source(cfg.data)
-        source = cfg.data.source
+        source = cfg.data.source.name
     vocab, report, _ = build(cfg.data, tag_lists, categories, args.category_spread)
     report["source"] = source
-    default_name = f"{Path(args.tags_file).stem if args.tags_file else cfg.data.source}-"
-    out = Path(args.out or f"runs/vocab/{default_name}{cfg.data.vocab}")
+    default_name = f"{Path(args.tags_file).stem if args.tags_file else cfg.data.source.name}-"
+    out = Path(args.out or f"runs/vocab/{default_name}{cfg.data.vocab.name}")
     paths = write_vocabulary(out, vocab, report)
     print(_summary(vocab, report, paths))
     return 0
@@ -252,12 +252,12 @@ def _describe(info: dict) -> str:
 def run_lookup(args: argparse.Namespace) -> int:
     if not args.rest:
         raise UserInputError("vocab lookup needs at least one tag: vocab lookup TAG [TAG ...]")
-    defaults = DataConfig()
+    defaults = DataConfig().vocab
     vocab_file = Vocabulary.load(args.vocab_file) if args.vocab_file else None
     for tag in args.rest:
         info = explain(
             tag,
-            vocab=args.vocab or defaults.vocab,
+            vocab=args.vocab or defaults.name,
             ambiguity=args.ambiguity or defaults.ambiguity,
             stop_tags=defaults.stop_tags,
         )

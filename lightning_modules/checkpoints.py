@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from datamodules.axes import axes_from_config
+from datamodules.data_legacy import upgrade_config, upgrade_data
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, load_state_dict_file, load_weights
 
@@ -30,11 +31,13 @@ HELDOUT_KEYS = ("source", "holdout_fraction", "holdout_categories")
 
 def heldout_split(data: dict) -> dict:
     """What a pretraining corpus held out for transfer (its source, the id-hash fraction and
-    the whole folders), from its data config; keys a run may predate read as the defaults."""
+    the whole folders), from its data config (flat or sectioned); keys a run may predate read
+    as the defaults."""
+    source = upgrade_data(data)["source"]
     return {
-        "source": data["source"],
-        "holdout_fraction": float(data.get("holdout_fraction", 0.2)),
-        "holdout_categories": sorted(data.get("holdout_categories") or []),
+        "source": source["name"],
+        "holdout_fraction": float(source.get("holdout_fraction", 0.2)),
+        "holdout_categories": sorted(source.get("holdout_categories") or []),
     }
 
 
@@ -74,6 +77,7 @@ def _load_lightning_checkpoint(path: Path, model_cfg: Any) -> tuple[torch.nn.Mod
     config = hparams.get("config")
     if not config or "state_dict" not in ckpt:
         raise UserInputError(f"{path}: not a HashtagPretrainer checkpoint (no config in hparams)")
+    config = upgrade_config(config)  # a checkpoint written before the data sections is flat
     _check_structure(config["model"], model_cfg, path)
     vocab_size = int(hparams["vocab_size"])
     net = build_resnext(OmegaConf.create(config["model"]), vocab_size)
@@ -93,7 +97,7 @@ def _load_lightning_checkpoint(path: Path, model_cfg: Any) -> tuple[torch.nn.Mod
         "num_classes": vocab_size,
         "hashtags": list(hparams.get("hashtags") or []),
         "checkpoint": str(path),
-        "resolution": int(config["data"]["resolution"]),
+        "resolution": int(config["data"]["loading"]["resolution"]),
         "loss": config["model"]["loss"],
         "heldout": heldout_split(config["data"]),
     }

@@ -121,7 +121,7 @@ def target_datamodule(cfg: RunConfig, files: TargetFiles) -> TargetDataModule:
         files,
         resolution=t.resolution,
         batch_size=t.batch_size,
-        num_workers=cfg.data.num_workers,
+        num_workers=cfg.data.loading.num_workers,
         seed=cfg.seed,
     )
 

@@ -72,8 +72,8 @@ class ScheduleConfig:
     decay_steps: int = 3  # step decay: number of equally spaced drops
     decay_factor: float = 0.1
     accumulate: int = 1  # gradient accumulation (global batch = batch * devices * nodes * this)
-    # > 0: images per optimizer step whatever the world size; data.batch_size (per device) is
-    # then derived as global_batch / (world size * accumulate), which must divide evenly
+    # > 0: images per optimizer step whatever the world size; data.loading.batch_size (per
+    # device) is then derived as global_batch / (world size * accumulate), which must divide evenly
     global_batch: int = 0
     # heuristic: interpolate images seen on a log scale of dataset size between two extremes
     heuristic_small_dataset: int = 1_200_000

@@ -49,7 +49,9 @@ def param_groups(net: nn.Module, weight_decay: float, exclude_bn_bias: bool) -> 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
     """Linear scaling rule: ``base_lr * global_batch / reference_batch``."""
     if global_batch < 1 or reference_batch < 1:
-        raise UserInputError("batch sizes must be >= 1 (data.batch_size, optim.reference_batch)")
+        raise UserInputError(
+            "batch sizes must be >= 1 (data.loading.batch_size, optim.reference_batch)"
+        )
     return base_lr * global_batch / reference_batch
 
 

@@ -24,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics import MeanMetric
 
+from datamodules.data_legacy import upgrade_config
 from datamodules.errors import UserInputError
 from lightning_modules.backbones import build_resnext, normalize_images
 from lightning_modules.losses import get_loss, sigmoid_prior_bias
@@ -43,7 +44,7 @@ def per_device_batch(global_batch: int, world_size: int, accumulate: int) -> int
         raise UserInputError(
             f"schedule.global_batch={global_batch} does not split over {world_size} processes x "
             f"schedule.accumulate={accumulate}: use a world size (torchrun --nnodes x "
-            "--nproc_per_node, or SLURM tasks) that divides it, or set data.batch_size instead"
+            "--nproc_per_node, or SLURM tasks) that divides it, or set data.loading.batch_size instead"
         )
     return global_batch // parts
 
@@ -69,7 +70,8 @@ class HashtagPretrainer(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = OmegaConf.create(config)
+        # load_from_checkpoint of a checkpoint written before the data sections: a flat data dict
+        self.cfg = OmegaConf.create(upgrade_config(config))
         self.net = build_resnext(self.cfg.model, vocab_size)
         self.loss_fn = get_loss(self.cfg.model.loss)
         # the head's initial bias, to tell at setup whether model.weights replaced it
@@ -161,7 +163,7 @@ class HashtagPretrainer(L.LightningModule):
     def global_batch(self) -> int:
         trainer = self.trainer
         return global_batch_size(
-            self.cfg.data.batch_size, trainer.world_size, trainer.accumulate_grad_batches
+            self.cfg.data.loading.batch_size, trainer.world_size, trainer.accumulate_grad_batches
         )
 
     def _num_train(self) -> int:

@@ -77,7 +77,7 @@ def main() -> None:
                 f"runs_dir={tmp}",
                 f"name=pre{n}",
                 "logging.wandb=false",
-                "data.batch_size=64",
+                "data.loading.batch_size=64",
                 f"schedule.images_seen={seen}",
                 "schedule.warmup_images=1000",
                 "trainer.checkpoint_every_n_steps=100000",

@@ -125,7 +125,7 @@ def tiny_overrides(runs_dir, name: str, images_seen: int = 3200, every: int = 20
         "model.groups=2",
         "model.width_per_group=4",
         "model.stem_width=8",
-        "data.batch_size=32",
+        "data.loading.batch_size=32",
         f"schedule.images_seen={images_seen}",
         "schedule.warmup_images=320",
         f"trainer.checkpoint_every_n_steps={every}",

@@ -113,9 +113,9 @@ def main(argv: list[str]) -> None:
     prepared, runs_dir, name, images = argv[0], argv[1], argv[2], int(argv[3])
     overrides = [
         *tiny_overrides(runs_dir, name, images),
-        f"data.resolution={IMAGE_SIZE}",
-        "data.num_workers=1",
-        "data.sampling=sqrt",
+        f"data.loading.resolution={IMAGE_SIZE}",
+        "data.loading.num_workers=1",
+        "data.loading.sampling=sqrt",
         *argv[4:],
     ]
     cfg = load_config(None, overrides)

@@ -1,7 +1,7 @@
 """A seconds-long hashtag pretraining on the real synthetic world, in memory (tests only).
 
 :class:`SyntheticTagsDataModule` renders the synthetic corpus's first records (the same images
-``open_source`` gives for ``data.source=synthetic``) and turns their raw hashtags into labels
+``open_source`` gives for ``data.source.name=synthetic``) and turns their raw hashtags into labels
 with a plain vocabulary (tags seen ``min_count`` times, the world's non-visual noise tags
 dropped), then serves HashtagDataModule's batch contract through ``FakeHashtagDataModule``'s
 loaders: ``run_pretrain`` trains a HashtagPretrainer (multi-label softmax) on it. This skips

@@ -14,7 +14,7 @@ def test_pipeline_mode_times_both_paths_on_a_prepared_folder(tmp_path):
         "bench", "train", "--out", str(out),
         "--pipeline", "configs/pretrain/tiny_cpu.yaml",
         "--pipeline-warmup", "1", "--pipeline-steps", "3",
-        "data.num_images=400", f"data.cache_dir={tmp_path / 'cache'}", "logging.wandb=false",
+        "data.source.num_images=400", f"data.cache_dir={tmp_path / 'cache'}", "logging.wandb=false",
     ]  # fmt: skip
     assert main(args) == 0
     r = json.loads(out.read_text())

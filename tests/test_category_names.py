@@ -19,6 +19,7 @@ from datamodules.sources.openclipart import svg_root
 from datamodules.wordnet import load_wordnet
 from experiments.__main__ import main
 from experiments.config import DataConfig
+from tests.data_configs import data_config
 
 REPO = Path(__file__).resolve().parent.parent
 WORDNET = str(REPO / "configs" / "data" / "vocab_wordnet.yaml")
@@ -80,8 +81,13 @@ def test_category_names_by_lemma_and_synset_on_real_wordnet():
     assert category_name_tags(FOLDERS, elsewhere, wn) == {"plant": "plants"}
 
 
-def _data(**kw) -> DataConfig:
-    return DataConfig(source="openclipart", vocab="wordnet", min_count=1, max_tag_share=0.0, **kw)
+def _data(**vocab) -> DataConfig:
+    return data_config(
+        {
+            "source": {"name": "openclipart"},
+            "vocab": {"name": "wordnet", "min_count": 1, "max_tag_share": 0.0, **vocab},
+        }
+    )
 
 
 def _check_report(report: dict, vocab_hashtags: list[str]) -> None:
@@ -97,7 +103,7 @@ def test_vocab_cli_drops_and_reports_category_names(tmp_path, capsys):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"tags": t, "category": c}) + "\n" for c, t in CORPUS))
     out = tmp_path / "vocab"
-    args = ["data.source=openclipart", "data.min_count=1", "data.max_tag_share=0"]
+    args = ["data.source.name=openclipart", "data.vocab.min_count=1", "data.vocab.max_tag_share=0"]
     assert main(["vocab", WORDNET, *args, "--tags-file", str(corpus), "--out", str(out)]) == 0
     report = json.loads((out / "vocab_report.json").read_text())
     hashtags = [line.split("\t")[1] for line in (out / "vocab.tsv").read_text().splitlines()[1:]]

@@ -241,14 +241,14 @@ def test_incompatible_keys_allow_schedule_and_trainer_only():
         "optim": {"base_lr": 0.1},
         "schedule": {"images_seen": 10, "accumulate": 1},
         "trainer": {"devices": 1, "precision": "32-true"},
-        "data": {"num_workers": 2},
+        "data": {"loading": {"num_workers": 2}},
     }
     new = {
         "seed": 0,
         "optim": {"base_lr": 0.1},
         "schedule": {"images_seen": 99, "accumulate": 1},
         "trainer": {"devices": 1, "precision": "bf16-mixed"},
-        "data": {"num_workers": 8},
+        "data": {"loading": {"num_workers": 8}},
         "ckpt_path": "x",
     }
     assert resume.incompatible_keys(old, new) == []

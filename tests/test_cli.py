@@ -62,8 +62,8 @@ def test_missing_config_file_exits_2(capsys):
 # --print-config and --verbose on every verb (issue 13)
 
 PRINT_CONFIG_ARGS = {  # one command line per verb; a new verb must add one
-    "prepare": ["configs/pretrain/tiny_cpu.yaml", "data.scale=0.5"],
-    "vocab": ["configs/data/vocab_in1k.yaml", "data.top_k=50"],
+    "prepare": ["configs/pretrain/tiny_cpu.yaml", "data.write.scale=0.5"],
+    "vocab": ["configs/data/vocab_in1k.yaml", "data.vocab.top_k=50"],
     "pretrain": ["configs/pretrain/tiny_cpu.yaml", "seed=3", "ckpt_path=/no/such.ckpt"],
     "transfer": ["configs/transfer/linear_fashion_mnist.yaml", "pretrained=runs/x"],
     "sweep": [
@@ -75,7 +75,7 @@ PRINT_CONFIG_ARGS = {  # one command line per verb; a new verb must add one
     "tables": ["configs/tables/mini.yaml", "runs_dir=elsewhere"],
     "reproduce": ["mini", "--dry-run", "--sweeps", "loss_mini"],
     "quickstart": [
-        "data.num_images=999",
+        "data.source.num_images=999",
         *("--data", "synthetic", "--seeds", "4", "--ablation", "natural"),
     ],
     "bench": ["train", "--steps", "3"],
@@ -153,7 +153,7 @@ def test_print_config_of_quickstart_is_one_document_per_run(capsys):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     plan = plan_from_args(parser.parse_args(PRINT_CONFIG_ARGS["quickstart"]))
-    assert first == pretrain_configs(plan)["hashtag"] and first.data.num_images == 999
+    assert first == pretrain_configs(plan)["hashtag"] and first.data.source.num_images == 999
 
 
 @pytest.mark.parametrize("verb", ["bench", "predict"])

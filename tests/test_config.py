@@ -16,18 +16,23 @@ def write(path: Path, text: str) -> Path:
 def test_defaults_are_typed_dataclasses():
     cfg = load_config()
     assert isinstance(cfg, RunConfig)
-    assert cfg.data.sampling == "sqrt"
+    assert cfg.data.loading.sampling == "sqrt"
     assert cfg.model.loss == "softmax"
     assert isinstance(cfg.schedule.images_seen, int)
 
 
 def test_yaml_composes_with_defaults_chain_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", "data:\n  scale: 0.5\n  vocab: in1k\nseed: 3\n")
-    child = write(tmp_path / "child.yaml", "defaults: [base.yaml]\ndata:\n  vocab: raw\n")
-    cfg = load_config(child, ["data.top_k=100", "pretrained=/x/y.ckpt", "model.layers=[1,2,2,1]"])
-    assert cfg.data.scale == 0.5  # from base
-    assert cfg.data.vocab == "raw"  # child wins over base
-    assert cfg.data.top_k == 100  # override wins over both
+    base = "data:\n  write:\n    scale: 0.5\n  vocab:\n    name: in1k\nseed: 3\n"
+    write(tmp_path / "base.yaml", base)
+    child = write(
+        tmp_path / "child.yaml", "defaults: [base.yaml]\ndata:\n  vocab:\n    name: raw\n"
+    )
+    cfg = load_config(
+        child, ["data.vocab.top_k=100", "pretrained=/x/y.ckpt", "model.layers=[1,2,2,1]"]
+    )
+    assert cfg.data.write.scale == 0.5  # from base
+    assert cfg.data.vocab.name == "raw"  # child wins over base
+    assert cfg.data.vocab.top_k == 100  # override wins over both
     assert cfg.seed == 3
     assert cfg.transfer.pretrained == "/x/y.ckpt"  # alias
     assert cfg.model.layers == [1, 2, 2, 1]
@@ -52,9 +57,12 @@ def test_shipped_configs_compose():
             ["no.such.key=1"],
             "unknown config key 'no.such.key'; valid keys in <root>: ckpt_path, data,",
         ),
-        (["data.scal=0.1"], "unknown config key 'data.scal'; valid keys in data: ambiguity,"),
-        (["data.scale=lots"], "bad value for 'data.scale'"),
-        (["data.sampling=sqroot"], "valid choices: natural, sqrt, uniform"),
+        (
+            ["data.write.scal=0.1"],
+            "unknown config key 'data.write.scal'; valid keys in data.write: jpeg_quality,",
+        ),
+        (["data.write.scale=lots"], "bad value for 'data.write.scale'"),
+        (["data.loading.sampling=sqroot"], "valid choices: natural, sqrt, uniform"),
         (["seed"], "must look like key=value"),
     ],
 )

@@ -20,7 +20,7 @@ import torch
 from datamodules.epoch_order import shard_for_rank
 from datamodules.ffcv_store import run_in_fresh_process, write_hashtag_beton
 from datamodules.pretrain import HashtagDataModule
-from experiments.config import DataConfig
+from experiments.config import DataConfig, LoadingConfig
 
 V, WIDTH, NUM_TRAIN, NUM_VAL, BATCH = 14, 4, 240, 40, 16
 TRIPLES = list(itertools.combinations(range(V), 3))
@@ -29,7 +29,7 @@ TRIPLES = list(itertools.combinations(range(V), 3))
 def _Data(**overrides) -> DataConfig:  # noqa: N802
     """The data section these tests run with: small batches and crops, one loader thread."""
     fields = dict(batch_size=BATCH, num_workers=1, resolution=24, sampling="sqrt")
-    return DataConfig(**{**fields, **overrides})
+    return DataConfig(loading=LoadingConfig(**{**fields, **overrides}))
 
 
 class _Rows:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from datamodules import dedup
 from datamodules.prepare import dedup_stage
-from experiments.config import DataConfig
+from experiments.config import DataConfig, SourceConfig
 
 
 class _Target:
@@ -54,7 +54,9 @@ def test_a_named_target_is_hashed_once_per_world(tmp_path, loads):
     expected = dedup.compute_signatures(img for img, _ in _Target(0).train + _Target(0).val)
     assert _equal(first, expected)
     _signatures(cfg, 1, "synthetic_in")  # another world: its own entry
-    _signatures(DataConfig(cache_dir=cfg.cache_dir, image_size=32), 0, "synthetic_in")
+    _signatures(
+        DataConfig(cache_dir=cfg.cache_dir, source=SourceConfig(image_size=32)), 0, "synthetic_in"
+    )
     assert loads == [("synthetic_in", 0), ("synthetic_in", 1), ("synthetic_in", 0)]
     entries = sorted(p.name for p in (tmp_path / "cache" / "eval_signatures").iterdir())
     assert len(entries) == 3 and all(e.startswith("synthetic_in-") for e in entries)

@@ -169,7 +169,7 @@ def test_fresh_process_reraises_the_error():
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
-    with pytest.raises(UserInputError, match="write_mode"):
+    with pytest.raises(UserInputError, match="data.write.mode"):
         write_hashtag_beton(
             tmp_path / "x.beton", _Items(2), max_labels=2, max_resolution=32, write_mode="png"
         )

@@ -239,7 +239,7 @@ def test_raw_vocabulary_does_not_merge():
 
 
 def test_empty_vocabulary_is_a_clear_error():
-    with pytest.raises(UserInputError, match="vocabulary is empty.*data.min_count"):
+    with pytest.raises(UserInputError, match="vocabulary is empty.*data.vocab.min_count"):
         build({"tench": 1, "qwzx": 5}, min_count=2)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import platform
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -20,23 +19,17 @@ from datamodules.io import build_folder_atomically
 from datamodules.provenance import git_state
 from datamodules.sources.base import TaggedImage
 from experiments.config import DataConfig
+from tests.data_configs import data_config
 
 TAG_POOL = ["cat", "dog", "tree", "car", "boat", "house"]
 NUM_GOOD = 18
-
-
-@dataclass
-class _Cfg(DataConfig):
-    """DataConfig plus the proposed ``dedup_targets`` field (folders of evaluation images)."""
-
-    dedup_targets: list[str] = field(default_factory=list)
 
 
 def fake_open_source(data_cfg, shard: int = 0, num_shards: int = 1) -> list[TaggedImage]:
     """A manifest reader following the source contract: one JSON object per line with ``id``,
     ``path``, ``tags``, ``category``; shard k holds lines k, k+n, ... (module-level: the
     writer's fresh process and submitit jobs import it by name)."""
-    lines = Path(data_cfg.manifest).read_text().splitlines()
+    lines = Path(data_cfg.source.manifest).read_text().splitlines()
     out = []
     for i, line in enumerate(lines):
         if i % num_shards != shard:
@@ -104,21 +97,15 @@ def corpus(tmp_path_factory) -> dict:
     return {"root": root, "manifest": manifest, "eval": evals, "rows": rows}
 
 
-def _cfg(corpus: dict, cache: Path, **over) -> _Cfg:
+def _cfg(corpus: dict, cache: Path, **over: dict) -> DataConfig:
     base = {
-        "source": "manifest",
-        "manifest": str(corpus["manifest"]),
-        "image_size": 32,
+        "source": {"name": "manifest", "manifest": str(corpus["manifest"]), "image_size": 32},
         "cache_dir": str(cache),
-        "vocab": "raw",
-        "min_count": 1,
-        "max_tag_share": 0.0,
-        "max_labels": 2,
-        "val_fraction": 0.25,
-        "dedup_targets": [str(corpus["eval"])],
+        "vocab": {"name": "raw", "min_count": 1, "max_tag_share": 0.0},
+        "write": {"max_labels": 2, "val_fraction": 0.25},
+        "dedup": {"targets": [str(corpus["eval"])]},
     }
-    base.update(over)
-    return _Cfg(**base)
+    return data_config(base, over)
 
 
 @pytest.fixture
@@ -150,7 +137,9 @@ def test_end_to_end_with_broken_inputs_and_stage_reuse(corpus, tmp_path, fake_so
     vocab = Vocabulary.load(out / "vocab.tsv")
     assert m["vocab_size"] == len(vocab) == len(TAG_POOL)
     assert m["vocab_sha256"] == vocab.sha256
-    assert m["max_labels"] == 2 and m["config"]["scale"] == 1.0 and m["config"]["seed"] == 0
+    assert (
+        m["max_labels"] == 2 and m["config"]["write"]["scale"] == 1.0 and m["config"]["seed"] == 0
+    )
 
     # --- counts: 22 inputs, 4 broken, 1 unlabeled, 1 near-duplicate of the eval folder
     s = m["stats"]
@@ -189,7 +178,9 @@ def test_end_to_end_with_broken_inputs_and_stage_reuse(corpus, tmp_path, fake_so
     # --- a second call with another scale reuses scan, vocabulary and dedup
     vocab_dir = tmp_path / "prepared" / "stages" / first_stages["vocab"]["key"]
     mtime = (vocab_dir / "stage.json").stat().st_mtime_ns
-    half = prepare.ensure_prepared(_cfg(corpus, tmp_path, scale=0.5), 0, False, num_shards=1)
+    half = prepare.ensure_prepared(
+        _cfg(corpus, tmp_path, write={"scale": 0.5}), 0, False, num_shards=1
+    )
     assert half != out
     m2 = json.loads((half / "manifest.json").read_text())
     for stage in ("scan", "vocab", "dedup"):
@@ -216,9 +207,9 @@ def test_end_to_end_with_broken_inputs_and_stage_reuse(corpus, tmp_path, fake_so
 
 def test_stage_keys_follow_only_their_fields(corpus, tmp_path):
     a = prepare._plan(_cfg(corpus, tmp_path), 0)
-    b = prepare._plan(_cfg(corpus, tmp_path, scale=0.1, val_fraction=0.1), 0)
-    c = prepare._plan(_cfg(corpus, tmp_path, vocab="in1k"), 0)
-    d = prepare._plan(_cfg(corpus, tmp_path, dedup_hamming=6), 0)
+    b = prepare._plan(_cfg(corpus, tmp_path, write={"scale": 0.1, "val_fraction": 0.1}), 0)
+    c = prepare._plan(_cfg(corpus, tmp_path, vocab={"name": "in1k"}), 0)
+    d = prepare._plan(_cfg(corpus, tmp_path, dedup={"hamming": 6}), 0)
     assert a["scan"] == b["scan"] == c["scan"] == d["scan"]
     assert a["vocab"] == b["vocab"] == d["vocab"] != c["vocab"]
     assert a["dedup"] == b["dedup"] == c["dedup"] != d["dedup"]
@@ -261,9 +252,11 @@ def test_scan_is_the_same_in_process_and_as_a_submitit_array(corpus, tmp_path, f
 
 
 def test_bad_inputs_say_what_to_fix(corpus, tmp_path):
-    with pytest.raises(UserInputError, match="data.manifest"):
-        prepare.ensure_prepared(_cfg(corpus, tmp_path, manifest=str(tmp_path / "nope.jsonl")), 0)
+    with pytest.raises(UserInputError, match="data.source.manifest"):
+        prepare.ensure_prepared(
+            _cfg(corpus, tmp_path, source={"manifest": str(tmp_path / "nope.jsonl")}), 0
+        )
     with pytest.raises(UserInputError, match="launcher"):
         prepare.ensure_prepared(_cfg(corpus, tmp_path), 0, launcher="pbs")
-    with pytest.raises(UserInputError, match="data.source"):
-        prepare.ensure_prepared(_cfg(corpus, tmp_path, source="flickr"), 0)
+    with pytest.raises(UserInputError, match="data.source.name"):
+        prepare.ensure_prepared(_cfg(corpus, tmp_path, source={"name": "flickr"}), 0)

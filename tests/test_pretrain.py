@@ -32,7 +32,9 @@ def test_precision_at_k_by_hand():
 
 
 def test_default_run_name_reads_as_axes():
-    cfg = load_config(None, ["data.source=synthetic", "data.label_noise=0.1", "seed=3"])
+    cfg = load_config(
+        None, ["data.source.name=synthetic", "data.loading.label_noise=0.1", "seed=3"]
+    )
     assert default_run_name(cfg) == "rx-tiny_synthetic-1-wordnet_samp-sqrt_noise-0.1_seed-3"
 
 
@@ -77,13 +79,13 @@ def test_tiny_pretrain_learns_hashtags_and_is_reusable(tmp_path):
 @pytest.mark.parametrize("width", [4, 8, 16, 32, 48])
 def test_paper_configs_match_the_recipe(width):
     cfg = load_config(f"configs/pretrain/paper_rx101_32x{width}d.yaml")
-    assert cfg.data.batch_size * cfg.trainer.devices * cfg.trainer.num_nodes == 8064
+    assert cfg.data.loading.batch_size * cfg.trainer.devices * cfg.trainer.num_nodes == 8064
     assert (cfg.model.layers, cfg.model.groups, cfg.model.width_per_group) == (
         [3, 4, 23, 3],
         32,
         width,
     )
-    assert cfg.data.resolution == 224 and cfg.trainer.strategy == "ddp"
+    assert cfg.data.loading.resolution == 224 and cfg.trainer.strategy == "ddp"
     assert cfg.optim.nesterov and cfg.schedule.decay == "step"
 
 

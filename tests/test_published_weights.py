@@ -172,8 +172,8 @@ def test_transfer_by_name_picks_the_model_config(wsl_8d_file, tmp_path, monkeypa
     overrides = [
         f"runs_dir={tmp_path / 'runs'}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.num_workers=1",
-        "data.write_mode=raw",
+        "data.loading.num_workers=1",
+        "data.write.mode=raw",
         "logging.wandb=false",
         "transfer.target=fake",
         f"transfer.target_root={tmp_path / 'unused'}",

@@ -25,7 +25,7 @@ def test_reduced_quickstart_writes_table_and_figure(tmp_path, capsys):
         "--max-per-class", "20",
         "--runs-dir", str(runs),
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.num_images=800",
+        "data.source.num_images=800",
         "logging.wandb=false",
     ]  # fmt: skip
     assert main(args) == 0

@@ -42,7 +42,7 @@ overrides:
   - logging.wandb=false
 {extra}
 grid:
-  data.scale: [0.5, 1.0]
+  data.write.scale: [0.5, 1.0]
 seeds: {seeds}
 transfers:
   - config: configs/transfer/linear_synthetic_in.yaml
@@ -222,8 +222,8 @@ def test_reduced_suite_end_to_end_through_the_one_command(tmp_path, capsys):
     extra = "\n".join(
         f"  - {o}"
         for o in (
-            "data.num_images=600",
-            "data.dedup_targets=[synthetic_in]",  # the one target probed (default: all three)
+            "data.source.num_images=600",
+            "data.dedup.targets=[synthetic_in]",  # the one target probed (default: all three)
             f"data.cache_dir={cache}",
             "schedule.warmup_images=64",
         )

@@ -402,7 +402,7 @@ def test_seeds_with_their_own_image_counts_share_one_row(tmp_path):
 
 
 def test_a_swept_key_that_is_no_axis_keeps_its_own_setting(tmp_path):
-    """data.top_k is not an axis (a top-100 WordNet vocabulary has vocab=wordnet like the full
+    """data.vocab.top_k is not an axis (a top-100 WordNet vocabulary has vocab=wordnet like the full
     one) but it is in the sweep's run names: the two settings keep their own image means, so
     the full vocabulary's runs still pair with the noise runs of the same data (this mixing
     emptied every noise, sampling and loss pair of the mini sweeps)."""

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_run_directory_round_trip(tmp_path):
-    cfg = load_config(None, ["name=unit", "data.scale=0.25"])
+    cfg = load_config(None, ["name=unit", "data.write.scale=0.25"])
     run = RunDir.create(tmp_path, cfg.name)
     run.write_config(cfg)
     assert load_config(run.config_path) == cfg

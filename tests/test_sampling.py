@@ -250,7 +250,7 @@ def test_hash_uniform_is_uniform():
 
 def test_bad_options_are_user_errors():
     counts = np.array([3, 1, 0])
-    with pytest.raises(UserInputError, match="data.sampling="):
+    with pytest.raises(UserInputError, match="data.loading.sampling="):
         target_shares(counts, "log")
     with pytest.raises(UserInputError, match="sampling_combine"):
         image_weights([np.zeros((2, 1), np.int32)], counts, "sqrt", "median", 2)

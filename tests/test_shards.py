@@ -21,6 +21,7 @@ from scipy.stats import chi2_contingency
 from datamodules.errors import UserInputError
 from datamodules.pretrain import HashtagDataModule, make_resampled_order
 from experiments.config import DataConfig
+from tests.data_configs import data_config
 from tests.ffcv_pretrain import pretrain_in_subprocess
 
 pytestmark = pytest.mark.slow
@@ -28,25 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARD_SIZE = 45  # the corpus's 1,4xx training images -> 32 shards
 
 
-def _cfg(cache: Path, shard_size: int, **over) -> DataConfig:
-    base = dict(
-        source="synthetic",
-        num_images=1600,
-        image_size=16,
-        synthetic_concepts=60,
-        vocab="raw",
-        min_count=1,
-        max_tag_share=0.0,
-        dedup=False,
-        cache_dir=str(cache),
-        shard_size=shard_size,
-        resolution=16,
-        batch_size=32,
-        num_workers=1,
-        sampling="sqrt",
-    )
-    base.update(over)
-    return DataConfig(**base)
+def _cfg(cache: Path, shard_size: int, **over: dict) -> DataConfig:
+    base = {
+        "cache_dir": str(cache),
+        "source": {
+            "name": "synthetic",
+            "num_images": 1600,
+            "image_size": 16,
+            "synthetic_concepts": 60,
+        },
+        "vocab": {"name": "raw", "min_count": 1, "max_tag_share": 0.0},
+        "dedup": {"enabled": False},
+        "write": {"shard_size": shard_size},
+        "loading": {"resolution": 16, "batch_size": 32, "num_workers": 1, "sampling": "sqrt"},
+    }
+    return data_config(base, over)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +172,7 @@ def test_mid_epoch_resume_across_shard_boundaries_gives_the_same_batches(prepare
 
 def test_32_shards_pretrain_with_sqrt_resampling(prepared, tmp_path):
     metrics = pretrain_in_subprocess(
-        prepared["many"], tmp_path, "shards32", 640, "data.image_size=16"
+        prepared["many"], tmp_path, "shards32", 640, "data.source.image_size=16"
     )
     assert metrics["status"] == "complete" and metrics["images_seen"] == 640
     assert metrics["axes"]["sampling"] == "sqrt"
@@ -208,7 +205,7 @@ class Items:
 def test_killed_write_leaves_nothing_complete_and_rerun_writes_only_missing(tmp_path):
     from datamodules.shards import write_shards, written
 
-    cfg = _cfg(tmp_path, 8, write_mode="raw")
+    cfg = _cfg(tmp_path, 8, write={"mode": "raw"})
     staging = tmp_path / "staging"
     jobs = [(f"train-{i:03d}.beton", Items(8 * i, 8, fail=i == 1)) for i in range(3)]
     with pytest.raises(Exception, match="1 item"):
@@ -273,7 +270,9 @@ def test_damaged_folders_are_refused_naming_the_shard(prepared, tmp_path):
     )
     (flipped / "manifest.json").write_text(json.dumps(manifest))
     _dm(flipped)  # sizes and counts agree: only the checksum tells
-    assert "train-011.beton: blake2b checksum differs" in _refused(flipped, verify_checksums=True)
+    assert "train-011.beton: blake2b checksum differs" in _refused(
+        flipped, loading={"verify_checksums": True}
+    )
 
     mixed = _copy(many, tmp_path / "mixed")
     manifest = json.loads((mixed / "manifest.json").read_text())

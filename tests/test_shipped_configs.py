@@ -162,14 +162,14 @@ def test_pretrain_configs_run_one_step(rel, prepared, tmp_path):
     if paper:  # the paper's model, on no memory, before a tiny one stands in for it
         expected = PAPER_MILLIONS[_paper_width(rel)]
         assert abs(_paper_millions(full.model) - expected) / expected < 0.01
-    one_batch = full.data.batch_size  # one step on one device, no accumulation
+    one_batch = full.data.loading.batch_size  # one step on one device, no accumulation
     cfg = load_config(
         path,
         [
             f"runs_dir={tmp_path / 'runs'}",
             "name=one-step",
             "logging.wandb=false",
-            "data.num_workers=1",
+            "data.loading.num_workers=1",
             f"schedule.images_seen={one_batch}",
             "trainer.accelerator=cpu",
             "trainer.devices=1",
@@ -185,7 +185,7 @@ def test_pretrain_configs_run_one_step(rel, prepared, tmp_path):
     assert metrics["axes"]["model"] == full.model.name
     written = load_config(run / "config.yaml")
     assert (written.optim, written.schedule.decay) == (full.optim, full.schedule.decay)
-    assert written.data.resolution == full.data.resolution
+    assert written.data.loading.resolution == full.data.loading.resolution
 
 
 # --- transfer --------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_transfer_configs_run(rel, tmp_path):
     overrides = [
         f"runs_dir={tmp_path / 'runs'}",
         f"data.cache_dir={tmp_path / 'cache'}",
-        "data.num_workers=1",
+        "data.loading.num_workers=1",
         "logging.wandb=false",
         "pretrained=",
         f"transfer.target_root={tmp_path / 'images'}",
@@ -265,11 +265,11 @@ def test_source_configs_open_and_decode(rel, tmp_path, monkeypatch):
 
     overrides = [f"data.cache_dir={tmp_path / 'cache'}"]
     if "webdataset" in rel:
-        overrides.append(f"data.webdataset={_webdataset_tar(tmp_path / 'shard.tar')}")
+        overrides.append(f"data.source.webdataset={_webdataset_tar(tmp_path / 'shard.tar')}")
     if "openclipart" in rel:
         from datamodules.sources import openclipart
 
-        held_out = load_config(CONFIGS_DIR / rel).data.holdout_categories
+        held_out = load_config(CONFIGS_DIR / rel).data.source.holdout_categories
         svg = _small_svg_root(tmp_path / "svg", held_out)
         monkeypatch.setenv(openclipart.SVG_ROOT_ENV, str(svg))
     if "manifest" in rel:

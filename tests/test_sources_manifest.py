@@ -12,7 +12,7 @@ from PIL import Image
 from datamodules.errors import UserInputError
 from datamodules.sources import load_rgb, open_source
 from datamodules.sources.manifest import open_manifest, read_manifest
-from experiments.config import DataConfig
+from experiments.config import DataConfig, SourceConfig
 
 ROWS = [
     {"id": "a", "path": "img/a.png", "tags": ["Dog", "beach"], "category": "pets"},
@@ -74,7 +74,7 @@ def test_open_source_shards_are_disjoint_and_cover(folder):
     rows = [{"path": f"img/{i}.png", "tags": ["x"]} for i in range(50)]
     path = folder / "big.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = DataConfig(source="manifest", manifest=str(path))
+    cfg = DataConfig(source=SourceConfig(name="manifest", manifest=str(path)))
     everything = [r.source_id for r in open_source(cfg)]
     shards = [[r.source_id for r in open_manifest(path, k, 4)] for k in range(4)]
     assert sorted(sum(shards, [])) == sorted(everything) and len(everything) == 50
@@ -98,17 +98,17 @@ def test_errors_say_what_to_fix(folder):
     )
     with pytest.raises(UserInputError, match="duplicate id"):
         read_manifest(folder / "dup.jsonl")
-    with pytest.raises(UserInputError, match="data.manifest"):
-        open_source(DataConfig(source="manifest", manifest=""))
-    with pytest.raises(UserInputError, match="unknown data.source"):
-        open_source(DataConfig(source="instagram"))
+    with pytest.raises(UserInputError, match="data.source.manifest"):
+        open_source(DataConfig(source=SourceConfig(name="manifest", manifest="")))
+    with pytest.raises(UserInputError, match="unknown data.source.name"):
+        open_source(DataConfig(source=SourceConfig(name="instagram")))
 
 
 def test_example_manifest_config_loads():
     from experiments.config import REPO_ROOT, load_config
 
     cfg = load_config(REPO_ROOT / "configs" / "data" / "manifest_example.yaml")
-    recs = read_manifest(REPO_ROOT / cfg.data.manifest)
+    recs = read_manifest(REPO_ROOT / cfg.data.source.manifest)
     assert [r.tags for r in recs] == [
         ("red", "square", "sunny"),
         ("green", "square"),

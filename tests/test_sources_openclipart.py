@@ -185,5 +185,5 @@ def test_heldout_categories_never_enter_pretraining_and_make_their_own_target(
     assert len(ds.train) + len(ds.val) == n
     with pytest.raises(UserInputError, match="unknown OpenClipart categories \\['animal'\\]"):
         load_records(cache, SIZE, holdout_categories=["animal"], root=svg_dir)
-    with pytest.raises(UserInputError, match="needs data.holdout_categories"):
+    with pytest.raises(UserInputError, match="needs data.source.holdout_categories"):
         load_target("openclipart_categories", image_size=SIZE, seed=0, cache_dir=str(cache))

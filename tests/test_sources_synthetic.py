@@ -18,7 +18,7 @@ from datamodules.sources.synthetic import (
     get_world,
     noise_words,
 )
-from experiments.config import DataConfig
+from experiments.config import DataConfig, SourceConfig
 
 SIZE = 32
 MEAN_INSTANCES = float(np.dot(syn.INSTANCE_COUNTS, syn.INSTANCE_PROBS))
@@ -139,12 +139,12 @@ def test_instances_tilt_and_clutter_is_untagged_and_drawn_after_the_tags(world):
 
 
 def test_corpus_is_lazy_sharded_and_any_size():
-    cfg = DataConfig(source="synthetic", num_images=2_000_000, image_size=SIZE)
+    cfg = DataConfig(source=SourceConfig(name="synthetic", num_images=2_000_000, image_size=SIZE))
     corpus = open_source(cfg)
     assert len(corpus) == 2_000_000
     last = corpus[len(corpus) - 1]
     assert last.source_id == "synthetic:0:1999999" and last.pixels.shape == (SIZE, SIZE, 3)
-    small = DataConfig(source="synthetic", num_images=10, image_size=SIZE)
+    small = DataConfig(source=SourceConfig(name="synthetic", num_images=10, image_size=SIZE))
     shards = [open_source(small, k, 3) for k in range(3)]
     ids = [r.source_id for s in shards for r in s[:]]
     assert sorted(ids) == sorted(r.source_id for r in open_source(small)[:])

@@ -59,5 +59,5 @@ def test_val_split_disjoint_covering_and_stable_across_scales():
 
 @pytest.mark.parametrize("scale", [0, -1, 1.5, 30000])
 def test_bad_scales_say_what_to_fix(scale):
-    with pytest.raises(UserInputError, match="data.scale"):
+    with pytest.raises(UserInputError, match="data.write.scale"):
         scale_subset(IDS, scale, seed=0)

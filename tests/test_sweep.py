@@ -26,8 +26,9 @@ from experiments.sweep_spec import (
 BASE = """
 seed: 0
 data:
-  source: synthetic
-  num_images: 400
+  source:
+    name: synthetic
+    num_images: 400
 model:
   name: rx-tiny
 schedule:
@@ -79,7 +80,7 @@ def fake_runner(task: launchers.Task) -> None:
             "status": "complete",
             "kind": "pretrain",
             "name": task.name,
-            "axes": {"scale": cfg.data.scale, "seed": cfg.seed, "model": cfg.model.name},
+            "axes": {"scale": cfg.data.write.scale, "seed": cfg.seed, "model": cfg.model.name},
             "images_seen": cfg.schedule.images_seen,
         }
     else:
@@ -129,14 +130,14 @@ def test_grid_and_zip_expansion_with_names(tmp_path, configs):
         configs,
         """
 grid:
-  data.scale: [10000, 0.5]
-  data.sampling: [natural, sqrt]
+  data.write.scale: [10000, 0.5]
+  data.loading.sampling: [natural, sqrt]
 zip:
   model.name: [rx-a, rx-b]
   model.width_per_group: [2, 4]
 seeds: [0, 1]
 value_names:
-  data.vocab: {wordnet: 17k}
+  data.vocab.name: {wordnet: 17k}
 transfers:
   - config: linear.yaml
     overrides: [transfer.target=synthetic_in]
@@ -156,7 +157,7 @@ transfers:
         assert cfg.name == run.name
         assert cfg.runs_dir == str(configs["runs"])
         assert (cfg.model.name, cfg.model.width_per_group) in {("rx-a", 2), ("rx-b", 4)}
-        assert cfg.data.scale == run.axes["data.scale"]
+        assert cfg.data.write.scale == run.axes["data.write.scale"]
         assert cfg.seed == run.axes["seed"]
         (tr,) = run.transfers
         assert tr.name == f"{run.name}__linear"
@@ -178,7 +179,7 @@ def test_bad_specs_say_what_to_fix(tmp_path, configs):
         load_spec(spec_file(tmp_path, configs, "gridd: {}\n"))
     with pytest.raises(UserInputError, match="equal lengths"):
         load_spec(spec_file(tmp_path, configs, "zip:\n  seed_x: [1]\n  model.name: [a, b]\n"))
-    clash = "grid:\n  data.sampling: [natural, sqrt]\nvalue_names:\n  data.sampling: {natural: x, sqrt: x}\n"
+    clash = "grid:\n  data.loading.sampling: [natural, sqrt]\nvalue_names:\n  data.loading.sampling: {natural: x, sqrt: x}\n"
     with pytest.raises(UserInputError, match="same run name"):
         expand(load_spec(spec_file(tmp_path, configs, clash)))
     with pytest.raises(UserInputError, match="not a run config key|unknown config key"):
@@ -189,7 +190,7 @@ def test_interrupted_sweep_reruns_only_the_rest(tmp_path, configs, capsys):
     spec_path = spec_file(
         tmp_path,
         configs,
-        "grid:\n  data.scale: [100, 200, 300]\ntransfers:\n  - config: linear.yaml\n",
+        "grid:\n  data.write.scale: [100, 200, 300]\ntransfers:\n  - config: linear.yaml\n",
     )
     runs_dir = configs["runs"]
     names = [r.name for r in expand(load_spec(spec_path))]
@@ -268,7 +269,7 @@ def test_dry_run_prints_runs_images_and_transfers(tmp_path, configs, capsys):
     spec_path = spec_file(
         tmp_path,
         configs,
-        "grid:\n  data.label_noise: [0.0, 0.25]\ntransfers:\n  - config: linear.yaml\n",
+        "grid:\n  data.loading.label_noise: [0.0, 0.25]\ntransfers:\n  - config: linear.yaml\n",
     )
     assert sweep.run(args_for(spec_path, "schedule.images_seen=0", "--dry-run")) == 0
     out = capsys.readouterr().out
@@ -286,8 +287,8 @@ def test_wandb_export_round_trips_onto_the_config(tmp_path, configs, capsys):
         configs,
         """
 grid:
-  data.scale: [35000000.0, 0.1]
-  data.sampling: [sqrt, uniform]
+  data.write.scale: [35000000.0, 0.1]
+  data.loading.sampling: [sqrt, uniform]
 zip:
   model.name: [rx-a, rx-b]
   model.width_per_group: [2, 4]
@@ -327,8 +328,8 @@ seeds: [0, 3]
         run = wandb_sweep.select_run(spec, planned, wb_params)
         cfg = run.config()
         assert cfg.optim.base_lr == 0.2
-        assert cfg.data.sampling == wb_params["data.sampling"]
-        assert cfg.data.scale == float(wb_params["data.scale"])
+        assert cfg.data.loading.sampling == wb_params["data.loading.sampling"]
+        assert cfg.data.write.scale == float(wb_params["data.write.scale"])
         assert cfg.seed == int(wb_params["seed"])
         assert cfg.model.name == ["rx-a", "rx-b"][int(wb_params["zip_index"])]
         assert cfg.model.width_per_group == [2, 4][int(wb_params["zip_index"])]
@@ -337,14 +338,16 @@ seeds: [0, 3]
 
 
 def test_from_wandb_runs_exactly_the_selected_point(tmp_path, configs, capsys):
-    spec_path = spec_file(tmp_path, configs, "grid:\n  data.scale: [100, 200]\nseeds: [0, 1]\n")
+    spec_path = spec_file(
+        tmp_path, configs, "grid:\n  data.write.scale: [100, 200]\nseeds: [0, 1]\n"
+    )
     rc = sweep.run(
-        args_for(spec_path, "data.scale=200", "seed=1", "--from-wandb"), runner=fake_runner
+        args_for(spec_path, "data.write.scale=200", "seed=1", "--from-wandb"), runner=fake_runner
     )
     assert rc == 0
     assert calls(configs["runs"]) == ["rx-tiny_data-200_vocab-wordnet_samp-sqrt_noise-0_seed-1"]
     with pytest.raises(UserInputError, match="lack seed"):
-        sweep.run(args_for(spec_path, "data.scale=200", "--from-wandb"), runner=fake_runner)
+        sweep.run(args_for(spec_path, "data.write.scale=200", "--from-wandb"), runner=fake_runner)
 
 
 SHIPPED = sorted((CONFIGS_DIR / "sweeps").glob("[!_]*.yaml"))
@@ -353,7 +356,7 @@ SHIPPED = sorted((CONFIGS_DIR / "sweeps").glob("[!_]*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_sweeps_expand(path):
     spec = load_spec(path)
-    runs = expand(spec, ["data.manifest=/data/manifest.jsonl"])
+    runs = expand(spec, ["data.source.manifest=/data/manifest.jsonl"])
     assert len({r.name for r in runs}) == len(runs) >= 2
     extra = [len(r.transfers) - len(spec.transfers) for r in runs]  # baselines, once per seed
     assert len(spec.transfers) >= 1 and all(n >= 0 for n in extra)
@@ -368,7 +371,7 @@ def test_baselines_run_once_per_seed_after_that_seeds_first_run(tmp_path, config
         configs,
         """
 grid:
-  data.scale: [0.5, 1.0]
+  data.write.scale: [0.5, 1.0]
 seeds: [0, 1]
 transfers:
   - config: linear.yaml

@@ -29,8 +29,8 @@ def _cfg(tmp_path, *overrides):
         [
             f"runs_dir={tmp_path / 'runs'}",
             f"data.cache_dir={tmp_path / 'cache'}",
-            "data.num_workers=1",
-            "data.write_mode=raw",
+            "data.loading.num_workers=1",
+            "data.write.mode=raw",
             "logging.wandb=false",
             "model.layers=[1,1,1,1]",
             "model.width_per_group=2",
@@ -196,12 +196,14 @@ def test_transfer_adopts_the_pretraining_split_and_refuses_another(tmp_path):
     run_split = {"source": "openclipart", "holdout_fraction": 0.3, "holdout_categories": ["food"]}
     cfg = _cfg(tmp_path, "transfer.target=openclipart_categories")
     adopted = heldout_data_config(cfg, run_split)
-    assert adopted.holdout_fraction == 0.3 and adopted.holdout_categories == ["food"]
-    explicit = _cfg(tmp_path, "transfer.target=openclipart_images", "data.holdout_fraction=0.1")
+    assert adopted.source.holdout_fraction == 0.3 and adopted.source.holdout_categories == ["food"]
+    explicit = _cfg(
+        tmp_path, "transfer.target=openclipart_images", "data.source.holdout_fraction=0.1"
+    )
     with pytest.raises(UserInputError, match="holdout_fraction=0.1 differs .* 0.3"):
         heldout_data_config(explicit, run_split)
     # other targets, random init and other sources are left alone
-    fm = _cfg(tmp_path, "transfer.target=fashion_mnist", "data.holdout_fraction=0.1")
+    fm = _cfg(tmp_path, "transfer.target=fashion_mnist", "data.source.holdout_fraction=0.1")
     assert heldout_data_config(fm, run_split) is fm.data
     assert heldout_data_config(cfg, None) is cfg.data
-    assert DataConfig().holdout_categories == []
+    assert DataConfig().source.holdout_categories == []

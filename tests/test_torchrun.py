@@ -37,10 +37,10 @@ def _overrides(tmp: Path, name: str) -> list[str]:
         f"name={name}",
         f"runs_dir={tmp / 'runs'}",
         f"data.cache_dir={tmp / 'cache'}",
-        "data.num_images=400",
-        "data.image_size=32",
-        "data.resolution=32",
-        "data.num_workers=1",
+        "data.source.num_images=400",
+        "data.source.image_size=32",
+        "data.loading.resolution=32",
+        "data.loading.num_workers=1",
         "schedule.images_seen=640",
         "schedule.warmup_images=64",
         "schedule.global_batch=64",
@@ -85,7 +85,8 @@ def test_torchrun_two_ranks_track_one_process_on_the_same_global_batch(tmp_path)
     assert STRIDE_WARNING not in out and SYNC_WARNING not in out
     one, two = tmp_path / "runs" / "one", tmp_path / "runs" / "two"
     batch = {
-        r: yaml.safe_load((r / "config.yaml").read_text())["data"]["batch_size"] for r in (one, two)
+        r: yaml.safe_load((r / "config.yaml").read_text())["data"]["loading"]["batch_size"]
+        for r in (one, two)
     }
     assert batch == {one: 64, two: 32}
     m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (one, two))
@@ -104,6 +105,6 @@ def test_a_world_size_that_does_not_divide_the_global_batch_is_refused(tmp_path,
     assert err == [
         "error: schedule.global_batch=64 does not split over 3 processes x schedule.accumulate=1: "
         "use a world size (torchrun --nnodes x --nproc_per_node, or SLURM tasks) that divides "
-        "it, or set data.batch_size instead"
+        "it, or set data.loading.batch_size instead"
     ]
     assert not (tmp_path / "runs" / "three" / "config.yaml").exists()

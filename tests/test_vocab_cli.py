@@ -55,7 +55,7 @@ def test_lookup_drop_rule_and_missing_tags(capsys):
 
 
 def test_build_from_tags_file_is_byte_identical(tags_file, tmp_path, capsys):
-    args = ["data.min_count=1", "data.max_tag_share=0", "--tags-file", str(tags_file)]
+    args = ["data.vocab.min_count=1", "data.vocab.max_tag_share=0", "--tags-file", str(tags_file)]
     assert main(["vocab", IN1K, *args, "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
     assert "vocabulary 'in1k': 3 labels" in out
@@ -84,10 +84,10 @@ def test_build_from_tags_file_is_byte_identical(tags_file, tmp_path, capsys):
 
 
 def test_build_errors_are_one_line(tags_file, tmp_path, capsys):
-    assert main(["vocab", IN1K, "data.vocab=imagenet", "--tags-file", str(tags_file)]) == 2
+    assert main(["vocab", IN1K, "data.vocab.name=imagenet", "--tags-file", str(tags_file)]) == 2
     err = capsys.readouterr().err  # checked by the config schema or by build_vocabulary
     assert "'imagenet'" in err and "in1k, wordnet, raw" in err and err.count("\n") == 1
-    assert main(["vocab", IN1K, "data.min_count=50", "--tags-file", str(tags_file)]) == 2
+    assert main(["vocab", IN1K, "data.vocab.min_count=50", "--tags-file", str(tags_file)]) == 2
     assert "the vocabulary is empty" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"tags": ["dog"]}\n{oops\n')
@@ -129,7 +129,7 @@ def test_build_from_the_configured_source_reads_tags_only(tmp_path, monkeypatch,
     corpus = _TagsOnlyCorpus([["tench", "#Tinca_tinca"], ["brown_bear"], ["tench"], ["qwzx"]])
     monkeypatch.setattr(datamodules.sources, "open_source", lambda cfg: corpus, raising=False)
     out = tmp_path / "v"
-    args = ["data.source=synthetic", "data.min_count=1", "data.max_tag_share=0"]
+    args = ["data.source.name=synthetic", "data.vocab.min_count=1", "data.vocab.max_tag_share=0"]
     assert main(["vocab", IN1K, *args, "--out", str(out)]) == 0
     assert "labelled images: 3 (unlabelled, dropped: 1)" in capsys.readouterr().out
     assert (out / "vocab.tsv").read_text().splitlines()[1:] == [

@@ -1,4 +1,4 @@
-"""data.source=webdataset: img2dataset-layout tars written with the webdataset package itself
+"""data.source.name=webdataset: img2dataset-layout tars written with the webdataset package itself
 (real JPEGs, tags in .json lists and strings, captions in .txt and .json, one corrupt member,
 one sample without an image) prepare through the shipped example config and pretrain."""
 
@@ -73,14 +73,14 @@ def _cfg(folder: Path, cache: Path, *over: str):
     return load_config(
         str(EXAMPLE),
         [
-            f"data.webdataset={folder}/{{00000..{TARS - 1:05d}}}.tar",
+            f"data.source.webdataset={folder}/{{00000..{TARS - 1:05d}}}.tar",
             f"data.cache_dir={cache}",
-            "data.image_size=16",
-            "data.vocab=raw",
-            "data.min_count=1",
-            "data.max_tag_share=0.0",
-            "data.val_fraction=0.2",
-            "data.shard_size=40",
+            "data.source.image_size=16",
+            "data.vocab.name=raw",
+            "data.vocab.min_count=1",
+            "data.vocab.max_tag_share=0.0",
+            "data.write.val_fraction=0.2",
+            "data.write.shard_size=40",
             *over,
         ],
     )
@@ -106,9 +106,11 @@ def test_records_tags_and_tar_sharding(tars):
 def test_bad_specs_are_one_line_errors(tars, tmp_path):
     folder, _ = tars
     with pytest.raises(UserInputError, match="1 of 3 tar files not found"):
-        open_source(_cfg(folder, tmp_path, f"data.webdataset={folder}/{{00001..00003}}.tar").data)
-    with pytest.raises(UserInputError, match="needs data.webdataset"):
-        open_source(_cfg(folder, tmp_path, "data.webdataset=").data)
+        open_source(
+            _cfg(folder, tmp_path, f"data.source.webdataset={folder}/{{00001..00003}}.tar").data
+        )
+    with pytest.raises(UserInputError, match="needs data.source.webdataset"):
+        open_source(_cfg(folder, tmp_path, "data.source.webdataset=").data)
 
 
 @pytest.mark.slow

@@ -3,23 +3,23 @@
 ``ensure_prepared(data_cfg, seed)`` runs (or reuses) four cached stages::
 
     scan   open_source -> decode every image (corrupt ones skipped, counted, listed) -> per-image
-           dedup signatures + per-shard tag counts, merged        key: source fields
-    vocab  merged counts -> build_vocabulary -> labels per image  key: scan + vocabulary fields
-    dedup  signatures vs every evaluation image of the targets   key: scan + dedup fields + seed
+           dedup signatures + per-shard tag counts, merged        key: data.source
+    vocab  merged counts -> build_vocabulary -> labels per image  key: scan + data.vocab
+    dedup  signatures vs every evaluation image of the targets   key: scan + data.dedup + seed
     write  labelled, non-duplicate images -> nested scale subset -> train/val split -> .beton
            shards + manifest.json, ids.txt, vocab.tsv, vocab_report.json, dedup_report.json
-                                                                  key: vocab + dedup + write fields
+                                                                  key: vocab + dedup + data.write + seed
 
-Each stage's folder is named by a hash of exactly the config fields it depends on and the keys
-of its inputs, so changing ``data.scale`` re-runs only the write stage, and changing
-``data.vocab`` reuses the decoded source. Every folder is built under a temporary name and
-renamed when complete: a folder with its final name is complete. The scan stage can be split
-into shards (``open_source(cfg, shard=i, num_shards=N)``) run by a process pool on one machine or
-as a submitit job array (``launcher="local"``, the default, is the process pool,
-``"submitit-local"`` submitit's LocalExecutor, ``"slurm"`` a SLURM array: the names of
-``datamodules.launch.LAUNCHERS``, meaning what they mean for the sweep); per-shard tag counts
-are merged, so the corpus never has to fit one process. The write stage writes its .beton
-files (``data.shard_size`` > 0 makes several train shards) in parallel through the same
+Each stage's folder is named by a hash of its own section of the data config and the keys of its
+inputs (``data.loading`` is in no key), so changing ``data.write.scale`` re-runs only the write
+stage, and changing ``data.vocab.name`` reuses the decoded source. Every folder is built under a
+temporary name and renamed when complete: a folder with its final name is complete. The scan
+stage can be split into shards (``open_source(cfg, shard=i, num_shards=N)``) run by a process
+pool on one machine or as a submitit job array (``launcher="local"``, the default, is the
+process pool, ``"submitit-local"`` submitit's LocalExecutor, ``"slurm"`` a SLURM array: the
+names of ``datamodules.launch.LAUNCHERS``, meaning what they mean for the sweep); per-shard tag
+counts are merged, so the corpus never has to fit one process. The write stage writes its .beton
+files (``data.write.shard_size`` > 0 makes several train shards) in parallel through the same
 launcher, each file in a process of its own, resumably (``datamodules.shards``): the manifest
 lists every shard with its count and checksum.
 

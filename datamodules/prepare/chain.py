@@ -15,16 +15,7 @@ from datamodules.dedup_targets import DEFAULT_DEDUP_TARGETS
 from datamodules.errors import UserInputError
 from datamodules.io import build_folder_atomically
 from datamodules.launch import check_launcher
-from datamodules.prepare.cache import (
-    DEDUP_FIELDS,
-    SCAN_FIELDS,
-    VOCAB_FIELDS,
-    WEBDATASET_FIELDS,
-    WRITE_FIELDS,
-    _log,
-    _source_fingerprint,
-    stage_key,
-)
+from datamodules.prepare.cache import _log, _source_fingerprint, stage_key
 from datamodules.prepare.dedup_stage import _build_dedup
 from datamodules.prepare.labels import _build_vocab
 from datamodules.prepare.manifest import format_summary
@@ -34,6 +25,11 @@ from datamodules.prepare.write import _build_prepared
 if TYPE_CHECKING:
     from datamodules.data_config import DataConfig
 
+# data.source fields only the webdataset source reads: its scan key alone hashes them, so the
+# keys of the other sources stayed what they were when these fields were added (and a change
+# to them re-scans no other source)
+WEBDATASET_ONLY = ("webdataset", "webdataset_tags_field", "webdataset_caption_field")
+
 
 def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
     """Where ``ensure_prepared`` puts (or finds) the prepared data for this config and seed."""
@@ -41,31 +37,35 @@ def prepared_dir(data_cfg: DataConfig, seed: int) -> Path:
 
 
 def _plan(data_cfg: Any, seed: int) -> dict:
+    """Each stage's folder: the hash of its own section (``data.loading`` is in no key) and the
+    keys of the stages it reads, so a change re-runs its stage and the ones after it only."""
     root = Path(data_cfg.cache_dir).expanduser() / "prepared"
-    scan_fields = SCAN_FIELDS + (WEBDATASET_FIELDS if data_cfg.source == "webdataset" else ())
-    scan_key = stage_key(data_cfg, scan_fields, _source_fingerprint(data_cfg))
-    vocab_key = stage_key(data_cfg, VOCAB_FIELDS, scan_key, hashtags.CATEGORY_NAME_RULE)
-    dedup_key = stage_key(data_cfg, DEDUP_FIELDS, scan_key, seed, dedup.MAX_THUMB_MAD)
-    final_key = stage_key(data_cfg, WRITE_FIELDS, vocab_key, dedup_key, seed)
+    source = data_cfg.source
+    omit = () if source.name == "webdataset" else WEBDATASET_ONLY
+    scan_key = stage_key(data_cfg, "source", _source_fingerprint(source), omit=omit)
+    vocab_key = stage_key(data_cfg, "vocab", scan_key, hashtags.CATEGORY_NAME_RULE)
+    dedup_key = stage_key(data_cfg, "dedup", scan_key, seed, dedup.MAX_THUMB_MAD)
+    final_key = stage_key(data_cfg, "write", vocab_key, dedup_key, seed)
     return {
         "scan": root / "stages" / f"scan-{scan_key}",
         "vocab": root / "stages" / f"vocab-{vocab_key}",
         "dedup": root / "stages" / f"dedup-{dedup_key}",
-        "final": root / f"{data_cfg.source}-{final_key}",
+        "final": root / f"{source.name}-{final_key}",
     }
 
 
 def _check(data_cfg: Any, num_shards: int, launcher: str) -> None:
-    if data_cfg.source not in DEFAULT_DEDUP_TARGETS:
+    if data_cfg.source.name not in DEFAULT_DEDUP_TARGETS:
         raise UserInputError(
-            f"data.source={data_cfg.source!r} is not known; use one of "
+            f"data.source.name={data_cfg.source.name!r} is not known; use one of "
             f"{', '.join(DEFAULT_DEDUP_TARGETS)}"
         )
     check_launcher(launcher)
     if num_shards < 1:
         raise UserInputError(f"--num-shards={num_shards} must be >= 1")
-    if int(data_cfg.dedup_hamming) < 0 or int(data_cfg.dedup_hamming) > 64:
-        raise UserInputError(f"data.dedup_hamming={data_cfg.dedup_hamming} must be within 0..64")
+    hamming = int(data_cfg.dedup.hamming)
+    if hamming < 0 or hamming > 64:
+        raise UserInputError(f"data.dedup.hamming={hamming} must be within 0..64")
 
 
 def ensure_prepared(

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from datamodules import dedup
 from datamodules.dedup_targets import _eval_images, dedup_targets, target_kwargs
 from datamodules.io import build_folder_atomically
-from datamodules.prepare.cache import _read_json, _write_json, stage_key
+from datamodules.prepare.cache import _read_json, _write_json, hash_key
 from datamodules.prepare.scan import _load_records
 
 EVAL_SIGNATURES_DIR = "eval_signatures"
@@ -49,9 +49,7 @@ def target_signatures(
         return _hash_images(images, bar)
     decides = {k: v for k, v in target_kwargs(data_cfg, seed).items() if k != "cache_dir"}
     key = {"target": target, **decides, "signature": SIGNATURE_PARAMETERS}
-    entry = (
-        Path(data_cfg.cache_dir) / EVAL_SIGNATURES_DIR / f"{target}-{stage_key(data_cfg, (), key)}"
-    )
+    entry = Path(data_cfg.cache_dir) / EVAL_SIGNATURES_DIR / f"{target}-{hash_key({}, key)}"
     if (entry / "ids.json").is_file():
         ids = _read_json(entry / "ids.json")
         bar.update(len(ids))
@@ -69,7 +67,8 @@ def target_signatures(
 
 def _build_dedup(data_cfg: Any, seed: int, scan_dir: Path, out: Path, progress: bool) -> None:
     rows = _load_records(scan_dir)
-    targets = dedup_targets(data_cfg) if data_cfg.dedup else []
+    dedup_cfg = data_cfg.dedup
+    targets = dedup_targets(data_cfg) if dedup_cfg.enabled else []
     train = dedup.Signatures.load(scan_dir / "signatures.npz")
     eval_ids: list[str] = []
     parts = []
@@ -80,17 +79,17 @@ def _build_dedup(data_cfg: Any, seed: int, scan_dir: Path, out: Path, progress: 
         parts.append(signatures)
     bar.close()
     evals = dedup.Signatures.concat(parts)
-    matches = dedup.find_near_duplicates(train, evals, hamming=int(data_cfg.dedup_hamming))
+    matches = dedup.find_near_duplicates(train, evals, hamming=int(dedup_cfg.hamming))
     report = dedup.dedup_report(
         matches,
         train_ids=[r["id"] for r in rows],
         train_categories=[r["category"] for r in rows],
         eval_ids=eval_ids,
-        hamming=int(data_cfg.dedup_hamming),
+        hamming=int(dedup_cfg.hamming),
         max_thumb_mad=dedup.MAX_THUMB_MAD,
         targets=targets,
     )
-    report["enabled"] = bool(data_cfg.dedup)
+    report["enabled"] = bool(dedup_cfg.enabled)
     np.save(out / "removed.npy", matches.train)
     _write_json(out / "dedup_report.json", report)
     _write_json(out / "stage.json", {"removed": len(matches), "num_eval": len(eval_ids)})

@@ -19,16 +19,17 @@ from datamodules.prepare.scan import _load_records
 def _build_vocab(data_cfg: Any, scan_dir: Path, out: Path, progress: bool) -> None:
     rows = _load_records(scan_dir)
     counts = Counter(_read_json(scan_dir / "tag_counts.json"))
+    vocab_cfg = data_cfg.vocab
     category_names = hashtags.category_name_drops(
         data_cfg, (r["tags"] for r in rows), (r["category"] for r in rows)
     )
     vocab, report = hashtags.build_vocabulary_from_config(
-        counts, len(rows), data_cfg, category_names=category_names
+        counts, len(rows), vocab_cfg, category_names=category_names
     )
     if len(vocab) == 0:
         raise UserInputError(
-            f"the vocabulary is empty (data.vocab={data_cfg.vocab}, data.min_count="
-            f"{data_cfg.min_count}, data.max_tag_share={data_cfg.max_tag_share}); see "
+            f"the vocabulary is empty (data.vocab.name={vocab_cfg.name}, data.vocab.min_count="
+            f"{vocab_cfg.min_count}, data.vocab.max_tag_share={vocab_cfg.max_tag_share}); see "
             f"{out.name}/vocab_report.json for what was dropped, and relax those settings"
         )
     tags = (r["tags"] for r in tqdm(rows, desc="labels", disable=not progress, unit="img"))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from datamodules import shards
+from datamodules.data_legacy import upgrade_data
 from datamodules.prepare.cache import _read_json
 from datamodules.provenance import dpkg_version, package_versions, provenance
 
@@ -22,7 +23,7 @@ def data_versions(data_cfg: Any) -> dict:
     dists = ("pillow", "imagehash", "resvg-py", "opencv-python", "numba")
     versions: dict[str, Any] = package_versions(dists)
     del versions["python"]  # provenance records it
-    if data_cfg.source == "openclipart":
+    if data_cfg.source.name == "openclipart":
         versions["openclipart-svg"] = dpkg_version("openclipart-svg")
     return versions
 
@@ -62,6 +63,8 @@ def build_manifest(
 def format_summary(prepared: Path) -> str:
     """Images in, kept, deduplicated, corrupt, unlabeled, time per stage (from manifest.json)."""
     manifest = _read_json(Path(prepared) / "manifest.json")
+    # an older folder's manifest holds the flat data layout
+    scale = upgrade_data(manifest["config"])["write"]["scale"]
     s = manifest["stats"]
     lines = [
         f"prepared: {prepared}",
@@ -69,7 +72,7 @@ def format_summary(prepared: Path) -> str:
         f"  corrupt       {s['corrupt']:>10,}",
         f"  unlabeled     {s['unlabeled']:>10,}",
         f"  deduplicated  {s['deduplicated']:>10,}  (of which labelled: {s['deduplicated_labelled']:,})",
-        f"  kept          {s['kept']:>10,}  (data.scale={manifest['config']['scale']})",
+        f"  kept          {s['kept']:>10,}  (data.write.scale={scale})",
         f"  train / val   {s['train']:>10,} / {s['val']:,} in {len(manifest['train'])} train shard(s)",
         f"  vocabulary    {manifest['vocab_size']:>10,} hashtags",
     ]

@@ -38,7 +38,7 @@ def scan_shard(
     calls the same function as the parent). Returns the path prefix of the written files.
     """
     records = (opener or sources.open_source)(data_cfg, shard=shard, num_shards=num_shards)
-    size = int(data_cfg.image_size)
+    size = int(data_cfg.source.image_size)
     kept, sigs, corrupt = [], [], []
     tag_counts: Counter = Counter()
     desc = f"scan shard {shard + 1}/{num_shards}"
@@ -145,7 +145,7 @@ def build_scan_stage(
     )
     if not rows:
         raise UserInputError(
-            f"source={data_cfg.source}: none of the {records_in} input images could be decoded "
+            f"data.source.name={data_cfg.source.name}: none of the {records_in} input images could be decoded "
             f"({len(corrupt)} corrupt); check the paths in the source"
         )
 

@@ -1,5 +1,5 @@
 """Stage 4, write: labelled, non-duplicate images -> nested scale subset -> train/val split ->
-.beton shards (``data.shard_size`` > 0 makes several train shards, written in parallel and
+.beton shards (``data.write.shard_size`` > 0 makes several train shards, written in parallel and
 resumably by ``datamodules.shards``) plus ids.txt, vocab.tsv, the reports and manifest.json.
 
 ``SourceItems`` is the FFCV writer's item adapter: it decodes the scanned records lazily from the
@@ -74,7 +74,7 @@ class SourceItems:
                 f"source changed since it was scanned: shard {shard} item {index} is "
                 f"{rec.source_id}, expected {source_id}; delete the scan stage folder"
             )
-        rgb = load_rgb(rec, size=int(self.data_cfg.image_size))
+        rgb = load_rgb(rec, size=int(self.data_cfg.source.image_size))
         return rgb, self.labels[i], self.sample_ids[i]
 
 
@@ -104,16 +104,17 @@ def _build_prepared(
             "no labelled images remain after dedup; relax the vocabulary settings or check the "
             "dedup report"
         )
-    chosen = [pool[j] for j in subsets.scale_subset(pool_ids, float(data_cfg.scale), seed)]
+    write = data_cfg.write
+    chosen = [pool[j] for j in subsets.scale_subset(pool_ids, float(write.scale), seed)]
     train_idx, val_idx = subsets.train_val_split(
-        [rows[k]["id"] for k in chosen], float(data_cfg.val_fraction), seed
+        [rows[k]["id"] for k in chosen], float(write.val_fraction), seed
     )
     train_rows = [chosen[j] for j in train_idx]
     val_rows = [chosen[j] for j in val_idx]
     if not train_rows:
         raise UserInputError(
-            f"data.scale={data_cfg.scale} leaves no training images ({len(chosen)} chosen, all "
-            f"in validation); use a larger scale or a smaller data.val_fraction"
+            f"data.write.scale={write.scale} leaves no training images ({len(chosen)} chosen, "
+            f"all in validation); use a larger scale or a smaller data.write.val_fraction"
         )
     ordered = train_rows + val_rows  # sample_id = row in ids.txt
     (out / "ids.txt").write_text("".join(rows[k]["id"] + "\n" for k in ordered))
@@ -121,8 +122,8 @@ def _build_prepared(
     shutil.copyfile(vocab_dir / "vocab_report.json", out / "vocab_report.json")
     shutil.copyfile(dedup_dir / "dedup_report.json", out / "dedup_report.json")
 
-    width = int(data_cfg.max_labels)
-    per_shard = int(data_cfg.shard_size) or len(train_rows)
+    width = int(write.max_labels)
+    per_shard = int(write.shard_size) or len(train_rows)
     num_files = math.ceil(len(train_rows) / per_shard)
     num_shards = int(scan_stage["num_shards"])
     writes = []  # (file, rows, first sample id)

@@ -1,8 +1,9 @@
 """Record sources: tagged images for pretraining, and labelled targets for transfer.
 
-``open_source(data_cfg, shard, num_shards)`` returns the pretraining pool of ``data_cfg.source``
-(``openclipart``: the non-held-out images; ``synthetic``: a lazy corpus of ``num_images``;
-``manifest``: the user's file; ``webdataset``: img2dataset-style tar shards) as an indexable, sized sequence of :class:`TaggedImage`.
+``open_source(data_cfg, shard, num_shards)`` returns the pretraining pool that ``data.source``
+names (``openclipart``: the non-held-out images; ``synthetic``: a lazy corpus of ``num_images``;
+``manifest``: the user's file; ``webdataset``: img2dataset-style tar shards) as an indexable,
+sized sequence of :class:`TaggedImage`.
 ``load_target(name, ...)`` returns a :class:`TargetDataset`.
 """
 
@@ -25,7 +26,8 @@ SYNTHETIC_CORPUS_SEED = 0
 
 
 def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Sequence[TaggedImage]:
-    """The pretraining records of ``data_cfg.source`` for shard ``shard`` of ``num_shards``.
+    """The pretraining records of ``data_cfg.source`` for shard ``shard`` of ``num_shards``
+    (``data_cfg.cache_dir`` keeps OpenClipart's rasterized images).
 
     Shards are disjoint and together cover the corpus: by a stable hash of the source id
     (OpenClipart, manifest), by index modulo ``num_shards`` (synthetic, never enumerated) or by
@@ -34,38 +36,38 @@ def open_source(data_cfg: DataConfig, shard: int = 0, num_shards: int = 1) -> Se
     if num_shards < 1 or not 0 <= shard < num_shards:
         raise UserInputError(f"shard {shard} of {num_shards}: need 0 <= shard < num_shards")
     source = data_cfg.source
-    if source == "openclipart":
+    if source.name == "openclipart":
         from datamodules.sources.openclipart import load_records
 
         return load_records(
             data_cfg.cache_dir,
-            int(data_cfg.image_size),
+            int(source.image_size),
             heldout=False,
-            holdout_fraction=float(data_cfg.holdout_fraction),
-            holdout_categories=tuple(data_cfg.holdout_categories),
+            holdout_fraction=float(source.holdout_fraction),
+            holdout_categories=tuple(source.holdout_categories),
             shard=shard,
             num_shards=num_shards,
         )
-    if source == "synthetic":
+    if source.name == "synthetic":
         from datamodules.sources.synthetic import SyntheticCorpus, get_world
 
         world = get_world(
-            int(data_cfg.synthetic_concepts),
-            float(data_cfg.zipf_exponent),
-            int(data_cfg.image_size),
+            int(source.synthetic_concepts), float(source.zipf_exponent), int(source.image_size)
         )
         return SyntheticCorpus(
-            world, SYNTHETIC_CORPUS_SEED, int(data_cfg.num_images), shard, num_shards
+            world, SYNTHETIC_CORPUS_SEED, int(source.num_images), shard, num_shards
         )
-    if source == "manifest":
+    if source.name == "manifest":
         from datamodules.sources.manifest import open_manifest
 
-        return open_manifest(data_cfg.manifest, shard, num_shards)
-    if source == "webdataset":
+        return open_manifest(source.manifest, shard, num_shards)
+    if source.name == "webdataset":
         from datamodules.sources.webdataset import open_webdataset
 
-        return open_webdataset(data_cfg, shard, num_shards)
-    raise UserInputError(f"unknown data.source '{source}'; choose one of {', '.join(SOURCES)}")
+        return open_webdataset(source, shard, num_shards)
+    raise UserInputError(
+        f"unknown data.source.name '{source.name}'; choose one of {', '.join(SOURCES)}"
+    )
 
 
 __all__ = [

@@ -96,11 +96,11 @@ def read_manifest(manifest: str | os.PathLike) -> list[TaggedImage]:
     path = Path(manifest)
     if not str(manifest):
         raise UserInputError(
-            "data.source=manifest needs data.manifest=<path to .jsonl/.csv/.parquet>"
+            "data.source.name=manifest needs data.source.manifest=<path to .jsonl/.csv/.parquet>"
         )
     if not path.is_file():
         raise UserInputError(
-            f"manifest file not found: {path} (set data.manifest to an existing file)"
+            f"manifest file not found: {path} (set data.source.manifest to an existing file)"
         )
     rows, columns = _read_rows(path)
     if PATH_COLUMN not in columns or not any(c in columns for c in TAG_COLUMNS):

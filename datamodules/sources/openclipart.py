@@ -14,7 +14,7 @@ or exceed a per-file time limit are skipped and counted.
 Two transfer targets are held out of pretraining, each a pure function of the source id and
 folder: ``openclipart_images``, the held-out images (:func:`is_heldout`) of the pretraining
 categories, and ``openclipart_categories``, every image of the folders in
-``data.holdout_categories`` (classes pretraining never saw). Pretraining (``heldout=False``)
+``data.source.holdout_categories`` (classes pretraining never saw). Pretraining (``heldout=False``)
 excludes both.
 """
 
@@ -218,7 +218,9 @@ def build_cache(
     interrupted one (existing PNGs are kept). Writes ``report.json`` with counts and wall time.
     """
     if size < 8:
-        raise UserInputError(f"data.image_size={size} is too small for rasterizing (use >= 8)")
+        raise UserInputError(
+            f"data.source.image_size={size} is too small for rasterizing (use >= 8)"
+        )
     src = svg_root(root).resolve()
     out_dir = cache_path(cache_dir, size)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -324,7 +326,7 @@ def check_categories(index: dict, categories: Sequence[str]) -> None:
     unknown = [c for c in categories if c not in folders]
     if unknown:
         raise UserInputError(
-            f"data.holdout_categories: unknown OpenClipart categories {unknown}; "
+            f"data.source.holdout_categories: unknown OpenClipart categories {unknown}; "
             f"folders: {', '.join(folders)}"
         )
 
@@ -354,7 +356,7 @@ def load_records(
     """
     if not 0 <= holdout_fraction < 1:
         raise UserInputError(
-            f"data.holdout_fraction={holdout_fraction} must be in [0, 1) (share held out for transfer)"
+            f"data.source.holdout_fraction={holdout_fraction} must be in [0, 1) (share held out for transfer)"
         )
     if not 0 <= shard < num_shards:
         raise UserInputError(f"shard {shard} is out of range for num_shards={num_shards}")
@@ -363,7 +365,7 @@ def load_records(
     check_categories(index, sorted(held_categories))
     if categories_only and not held_categories:
         raise UserInputError(
-            "target openclipart_categories needs data.holdout_categories: folders held out of "
+            "target openclipart_categories needs data.source.holdout_categories: folders held out of "
             "pretraining (e.g. [animals, food, plants, tools]; see configs/data/openclipart.yaml)"
         )
     base = cache_path(cache_dir, size)

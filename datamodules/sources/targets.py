@@ -10,8 +10,8 @@ Every split is a lazy, indexable sequence of ``(rgb uint8 HxWx3, label)`` with `
 * ``openclipart_images``: the held-out images (:func:`openclipart.is_heldout`) of the
   pretraining categories (those in :func:`openclipart.target_categories`): new images of
   classes pretraining saw. Split into train/val per category (seeded).
-* ``openclipart_categories``: every image of the folders in ``data.holdout_categories``, which
-  never enter pretraining: classes pretraining never saw. Split the same way.
+* ``openclipart_categories``: every image of the folders in ``data.source.holdout_categories``,
+  which never enter pretraining: classes pretraining never saw. Split the same way.
 * ``synthetic_in`` / ``synthetic_fine`` / ``synthetic_scene``: the synthetic world's tasks, from
   random streams disjoint from the pretraining records.
 
@@ -264,7 +264,7 @@ def _fashion_mnist(root: str, image_size: int, seed: int, max_per_class: int) ->
 RENAMED_TARGETS = {
     "openclipart": "target 'openclipart' is now two targets, named for what they are: "
     "openclipart_images (held-out images of the pretraining categories) and "
-    "openclipart_categories (whole folders never in pretraining: data.holdout_categories)"
+    "openclipart_categories (whole folders never in pretraining: data.source.holdout_categories)"
 }
 
 
@@ -294,8 +294,8 @@ def _openclipart(
         raise UserInputError(
             f"target {name}: only {len(classes)} category has >= "
             f"{openclipart.MIN_HELDOUT_PER_CATEGORY} images at "
-            f"data.holdout_fraction={holdout_fraction}, "
-            f"data.holdout_categories={list(holdout_categories)}; hold out more"
+            f"data.source.holdout_fraction={holdout_fraction}, "
+            f"data.source.holdout_categories={list(holdout_categories)}; hold out more"
         )
     index = {c: k for k, c in enumerate(classes)}
     kept = [r for r in records if r.category in index]
@@ -347,8 +347,8 @@ def load_target(
     zipf_exponent: float = 1.0,
 ) -> TargetDataset:
     """A labelled target by name (see the module docstring). The keyword defaults match
-    ``DataConfig``'s; pass ``data.holdout_fraction`` / ``data.synthetic_concepts`` when changed,
-    so the target matches the pretraining corpus."""
+    ``DataConfig``'s; pass ``data.source.holdout_fraction`` / ``data.source.synthetic_concepts``
+    when changed, so the target matches the pretraining corpus."""
     if image_size < 8:
         raise UserInputError(f"target image size {image_size} is too small (use >= 8)")
     if name == "imagefolder":

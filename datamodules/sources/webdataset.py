@@ -1,12 +1,12 @@
 """WebDataset tar shards as a pretraining source (img2dataset's output: LAION, DataComp, ...).
 
-``data.webdataset`` names the tars: one ``.tar``, a brace-expanded list
+``data.source.webdataset`` names the tars: one ``.tar``, a brace-expanded list
 (``/data/{00000..00031}.tar``; ``::`` joins several patterns: the webdataset package's own
 ``expand_urls``) or a folder (its ``*.tar`` files, sorted). A sample is the tar members that
 share a key (webdataset's convention: the member name up to the first dot of its base name,
 ``00000042.jpg`` + ``00000042.json`` + ``00000042.txt``). Its tags are the JSON field
-``data.webdataset_tags_field`` (a list, or a ``|``/``,``-separated string) plus the hashtags
-extracted from its caption (the JSON field ``data.webdataset_caption_field`` and the ``.txt``
+``data.source.webdataset_tags_field`` (a list, or a ``|``/``,``-separated string) plus the hashtags
+extracted from its caption (the JSON field ``data.source.webdataset_caption_field`` and the ``.txt``
 member), exactly as a manifest's ``tags`` and ``caption`` columns.
 
 Scan shards map to tars: shard ``s`` of ``n`` reads tars ``s, s + n, ...``, so the parallel scan
@@ -33,25 +33,25 @@ ID_PREFIX = "webdataset:"
 
 
 def tar_paths(spec: str) -> list[str]:
-    """The tar files ``data.webdataset`` names (see the module docstring), each checked."""
+    """The tar files ``data.source.webdataset`` names (see the module docstring), each checked."""
     from webdataset.shardlists import expand_urls
 
     if not str(spec).strip():
         raise UserInputError(
-            "data.source=webdataset needs data.webdataset=<a .tar, a folder of .tar files, or a "
+            "data.source.name=webdataset needs data.source.webdataset=<a .tar, a folder of .tar files, or a "
             "brace pattern like /data/{00000..00031}.tar>"
         )
     folder = Path(spec).expanduser()
     if folder.is_dir():
         paths = sorted(str(p) for p in folder.glob("*.tar"))
         if not paths:
-            raise UserInputError(f"data.webdataset={spec}: the folder holds no .tar file")
+            raise UserInputError(f"data.source.webdataset={spec}: the folder holds no .tar file")
         return paths
     paths = [str(Path(p).expanduser()) for p in expand_urls(str(spec))]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise UserInputError(
-            f"data.webdataset={spec}: {len(missing)} of {len(paths)} tar files not found "
+            f"data.source.webdataset={spec}: {len(missing)} of {len(paths)} tar files not found "
             f"(first: {missing[0]})"
         )
     return paths
@@ -88,7 +88,9 @@ class WebDatasetRecords(Sequence):
                     elif ext in ("json", "txt"):
                         sample[ext] = tar.extractfile(member).read()
         except (tarfile.TarError, OSError) as exc:
-            raise UserInputError(f"data.webdataset: {path} is not a readable tar: {exc}") from None
+            raise UserInputError(
+                f"data.source.webdataset: {path} is not a readable tar: {exc}"
+            ) from None
         stem = Path(path).name.removesuffix(".tar")
         for key, sample in samples.items():
             tags, caption = [], []
@@ -130,9 +132,10 @@ def _json(raw: bytes | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def open_webdataset(data_cfg, shard: int = 0, num_shards: int = 1) -> WebDatasetRecords:
-    """Shard ``shard`` of ``num_shards``: the samples of tars ``shard, shard + num_shards, ...``."""
-    tars = tar_paths(data_cfg.webdataset)[shard::num_shards]
+def open_webdataset(source, shard: int = 0, num_shards: int = 1) -> WebDatasetRecords:
+    """Shard ``shard`` of ``num_shards`` of the tars that ``source`` (the ``data.source``
+    section) names: the samples of tars ``shard, shard + num_shards, ...``."""
+    tars = tar_paths(source.webdataset)[shard::num_shards]
     return WebDatasetRecords(
-        tars, str(data_cfg.webdataset_tags_field), str(data_cfg.webdataset_caption_field)
+        tars, str(source.webdataset_tags_field), str(source.webdataset_caption_field)
     )

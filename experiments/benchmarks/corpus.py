@@ -1,13 +1,13 @@
 """`python -m experiments bench corpus`: prepare a synthetic corpus in many shards, read an epoch.
 
 ``prepare`` builds ``--images`` synthetic images (``--size`` px, raw hashtags, no dedup) into
-``--shards`` train shards (``data.shard_size`` = training images / shards: estimated first;
+``--shards`` train shards (``data.write.shard_size`` = training images / shards: estimated first;
 when the unlabeled images make the count come out different, the write stage alone runs again
 with the exact size, and both passes are reported), scanning and writing in
 parallel with ``--processes`` processes; then a HashtagDataModule reads one resampled epoch
-(``data.sampling=sqrt``) of crops through the one FFCV Loader over every shard. Both times are
-printed, with prepare's time per stage and the loader's first batch (FFCV's compile). The
-prepared folder is cached under ``--cache-dir`` (a rerun times the read alone; delete the
+(``data.loading.sampling=sqrt``) of crops through the one FFCV Loader over every shard. Both
+times are printed, with prepare's time per stage and the loader's first batch (FFCV's compile).
+The prepared folder is cached under ``--cache-dir`` (a rerun times the read alone; delete the
 folder to time prepare again).
 
 The issue's figure: ``--images 1000000 --shards 32``.
@@ -35,23 +35,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from experiments.config import DataConfig
+    from experiments.config import (
+        DataConfig,
+        DedupConfig,
+        LoadingConfig,
+        SourceConfig,
+        VocabConfig,
+        WriteConfig,
+    )
 
     train = round(args.images * 0.95)  # the default val_fraction; the train count is close
     return DataConfig(
-        source="synthetic",
-        num_images=args.images,
-        image_size=args.size,
-        vocab="raw",
-        min_count=1,
-        max_tag_share=0.0,
-        dedup=False,
         cache_dir=args.cache_dir,
-        shard_size=-(-train // args.shards),
-        resolution=args.resolution,
-        batch_size=args.batch,
-        num_workers=args.workers,
-        sampling="sqrt",
+        source=SourceConfig(name="synthetic", num_images=args.images, image_size=args.size),
+        vocab=VocabConfig(name="raw", min_count=1, max_tag_share=0.0),
+        dedup=DedupConfig(enabled=False),
+        write=WriteConfig(shard_size=-(-train // args.shards)),
+        loading=LoadingConfig(
+            resolution=args.resolution,
+            batch_size=args.batch,
+            num_workers=args.workers,
+            sampling="sqrt",
+        ),
     )
 
 
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
             "prepare_s": None if existed else round(prepare_s, 1),
             "stages_s": {k: v["seconds"] for k, v in manifest["stats"]["stages"].items()},
         }
-        cfg.shard_size = -(-int(manifest["num_train"]) // args.shards)
+        cfg.write.shard_size = -(-int(manifest["num_train"]) // args.shards)
         # scan, vocab and dedup are reused: the write stage only
         folder, prepare_s, manifest, existed = prepare_timed()
 

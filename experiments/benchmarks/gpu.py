@@ -208,7 +208,7 @@ def measure_loader(args, device: torch.device, batch: int) -> dict:
     """HashtagDataModule's FFCV training loader into ``device`` memory, images/s."""
     from datamodules.pretrain import HashtagDataModule
     from experiments.benchmarks.loader import _prepare
-    from experiments.config import DataConfig
+    from experiments.config import DataConfig, LoadingConfig
 
     class OnDevice(HashtagDataModule):  # the placement a Trainer on ``device`` would give
         def _placement(self):
@@ -216,10 +216,12 @@ def measure_loader(args, device: torch.device, batch: int) -> dict:
 
     folder, _ = _prepare(Path(args.cache_dir), args.loader_images, args.loader_size)
     cfg = DataConfig(
-        batch_size=batch,
-        num_workers=args.loader_workers,
-        resolution=args.resolution,
-        sampling="natural",
+        loading=LoadingConfig(
+            batch_size=batch,
+            num_workers=args.loader_workers,
+            resolution=args.resolution,
+            sampling="natural",
+        )
     )
     batches = OnDevice(cfg, seed=0, prepared_dir=folder).train_dataloader()
     rates, where = [], None

@@ -186,13 +186,15 @@ def _rate(batches, epochs: int) -> float:
 
 def _datamodule(folder: Path, args):
     from datamodules.pretrain import HashtagDataModule
-    from experiments.config import DataConfig
+    from experiments.config import DataConfig, LoadingConfig
 
     cfg = DataConfig(
-        batch_size=args.batch,
-        num_workers=args.workers,
-        resolution=args.resolution,
-        sampling="natural",
+        loading=LoadingConfig(
+            batch_size=args.batch,
+            num_workers=args.workers,
+            resolution=args.resolution,
+            sampling="natural",
+        )
     )
     return HashtagDataModule(cfg, seed=0, prepared_dir=folder)
 

@@ -74,7 +74,7 @@ def _rate(cfg, dm_or_loader, vocab: int, hashtags, num_train: int, warmup: int, 
     if timer.start is None or timer.steps == 0:
         raise RuntimeError("bench train --pipeline: no timed steps ran (raise --pipeline-steps)")
     elapsed = timer.end - timer.start
-    return round(timer.steps * cfg.data.batch_size / elapsed, 2), timer.steps
+    return round(timer.steps * cfg.data.loading.batch_size / elapsed, 2), timer.steps
 
 
 def run_pipeline(config: str, overrides: list[str], warmup: int, steps: int) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def run_pipeline(config: str, overrides: list[str], warmup: int, steps: int) -> 
     dm = HashtagDataModule(cfg.data, cfg.seed)
     dm.prepare_data()
     dm.setup("fit")
-    batch, res = int(cfg.data.batch_size), int(cfg.data.resolution)
+    batch, res = int(cfg.data.loading.batch_size), int(cfg.data.loading.resolution)
     common = (dm.vocab_size, list(dm.hashtags), int(dm.num_train), warmup, steps)
     real, timed = _rate(cfg, dm, *common)
     # in memory: as many distinct batches as the timed run read, labels shaped like the .beton's

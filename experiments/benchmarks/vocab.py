@@ -3,7 +3,7 @@
 Generates tag records like a hashtag corpus: real WordNet noun lemmas with Zipfian frequencies
 (rank^-s), each written in one of three spellings (``brown_bear``, ``Brown Bear``,
 ``#brownbear``), plus noise tags (the default stop list and a long tail of non-words), 1 + a
-Poisson(2) number of tags per record (3 on average). A ``data.vocab`` vocabulary is built from
+Poisson(2) number of tags per record (3 on average). A ``data.vocab.name`` vocabulary is built from
 the first chunk's counts, then :func:`datamodules.hashtags.label_all` labels every record on one
 core; only labelling is timed (generation is not), in wall-clock and CPU seconds (the CPU
 figure is the one-core cost on a shared machine). Target: 10M records in <= 60 s.
@@ -41,7 +41,7 @@ def _tag_pool(args: argparse.Namespace, rng: np.random.Generator) -> tuple[list[
     spellings = []
     for lemma in picked:
         spellings += [lemma, lemma.replace("_", " ").title(), "#" + normalize(lemma)]
-    noise = list(DataConfig().stop_tags) + [f"zq{i:05d}x" for i in range(50_000)]
+    noise = list(DataConfig().vocab.stop_tags) + [f"zq{i:05d}x" for i in range(50_000)]
     return spellings, noise
 
 
@@ -66,7 +66,7 @@ def _records(n: int, spellings, noise, args, rng) -> list[list[str]]:
 def run(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     spellings, noise = _tag_pool(args, rng)
-    cfg = DataConfig()
+    cfg = DataConfig().vocab
     first = _records(min(_CHUNK, args.records), spellings, noise, args, rng)
     c0 = time.process_time()
     counts = count_tags(first)

@@ -104,13 +104,13 @@ class ShardItems:
 
 def _parallel(args: argparse.Namespace, processes: int) -> dict:
     from datamodules.shards import write_shards
-    from experiments.config import DataConfig
+    from experiments.config import DataConfig, SourceConfig, WriteConfig
 
     cfg = DataConfig(
-        image_size=args.size,
-        max_labels=args.max_labels,
-        jpeg_quality=args.jpeg_quality,
-        write_mode=args.write_mode,
+        source=SourceConfig(image_size=args.size),
+        write=WriteConfig(
+            max_labels=args.max_labels, jpeg_quality=args.jpeg_quality, mode=args.write_mode
+        ),
     )
     per = -(-args.images // args.shards)
     jobs = [

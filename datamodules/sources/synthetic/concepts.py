@@ -192,7 +192,9 @@ def build_concepts(num_concepts: int) -> tuple[tuple[Concept, ...], tuple[str, .
     """The world's concepts in Zipf rank order (most frequent first), and the wnids of the
     fine-grained (bird) block. Deterministic: depends only on ``num_concepts`` and WordNet."""
     if num_concepts < 2:
-        raise UserInputError(f"data.synthetic_concepts={num_concepts}: need at least 2 concepts")
+        raise UserInputError(
+            f"data.source.synthetic_concepts={num_concepts}: need at least 2 concepts"
+        )
     wn = _wordnet()
     kids = _children(wn)
     taken: set[str] = set()
@@ -208,7 +210,7 @@ def build_concepts(num_concepts: int) -> tuple[tuple[Concept, ...], tuple[str, .
         picked = _pick_clustered(wn, kids, root, quota, taken, names)
         if len(picked) < quota:
             raise UserInputError(
-                f"data.synthetic_concepts={num_concepts} is more than WordNet offers under "
+                f"data.source.synthetic_concepts={num_concepts} is more than WordNet offers under "
                 f"{wn.lemmas(root)[0]} ({len(picked)} usable leaves); use fewer concepts"
             )
         taken.update(picked)

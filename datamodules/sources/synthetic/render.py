@@ -65,7 +65,7 @@ class Renderer:
 
     def __init__(self, size: int):
         if size < 8:
-            raise UserInputError(f"data.image_size={size} is too small (use >= 8)")
+            raise UserInputError(f"data.source.image_size={size} is too small (use >= 8)")
         self.size = size
         lin = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1  # pixel centers in [-1, 1]
         self.ys, self.xs = lin[:, None], lin[None, :]

@@ -78,7 +78,7 @@ class SyntheticWorld:
 
     def __init__(self, num_concepts: int = 300, zipf_exponent: float = 1.0, image_size: int = 64):
         if zipf_exponent < 0:
-            raise UserInputError(f"data.zipf_exponent={zipf_exponent} must be >= 0")
+            raise UserInputError(f"data.source.zipf_exponent={zipf_exponent} must be >= 0")
         self.concepts, fine_ids = build_concepts(num_concepts)
         self.zipf_exponent = zipf_exponent
         self.cdf = _zipf_cdf(len(self.concepts), zipf_exponent)
@@ -261,7 +261,9 @@ class SyntheticCorpus(Sequence):
         self, world: SyntheticWorld, seed: int, num_images: int, shard: int = 0, num_shards: int = 1
     ):
         if num_images < 1:
-            raise UserInputError(f"data.num_images={num_images} must be >= 1 for source=synthetic")
+            raise UserInputError(
+                f"data.source.num_images={num_images} must be >= 1 for data.source.name=synthetic"
+            )
         if not 0 <= shard < num_shards:
             raise UserInputError(f"shard {shard} is out of range for num_shards={num_shards}")
         self.world, self.seed = world, seed
