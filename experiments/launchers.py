@@ -346,6 +346,16 @@ def _finish(rep: SweepReport, jobs: Sequence[Job], results: Sequence[dict | None
 # launchers
 
 
+def add_jobs_argument(parser: Any) -> None:
+    """``--jobs N`` for the commands that launch locally (``sweep``, ``reproduce``)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="local: jobs (a pretraining run and its transfers) at once, sharing the cores",
+    )
+
+
 def launch_local(
     jobs: Sequence[Job], runner: Runner | None = None, at_once: int = 1
 ) -> SweepReport:

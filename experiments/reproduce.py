@@ -76,12 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--launcher", choices=[x for x in sweep.LAUNCHERS if x != "wandb-export"], default="local"
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="local: jobs (a pretraining run and its transfers) at once, sharing the cores",
-    )
+    launchers.add_jobs_argument(parser)
     parser.add_argument(
         "--configs-dir",
         default=str(CONFIGS_DIR),

@@ -43,12 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the runs, launch nothing")
     parser.add_argument("--launcher", type=launcher_arg, choices=LAUNCHERS, default="local")
     parser.add_argument("--runs-dir", default="", help="override the spec's / base's runs_dir")
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="local: jobs (a pretraining run and its transfers) at once, sharing the cores",
-    )
+    launchers.add_jobs_argument(parser)
     parser.add_argument(
         "--only", nargs="+", default=None, metavar="NAME", help="launch only these run names"
     )
