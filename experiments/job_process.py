@@ -6,7 +6,8 @@ costs about 11 s a process on 2 cores (``python -c "import ffcv, lightning, torc
 timm"``), paid once per job now rather than once per run. Each run still writes its output to
 its own ``<run dir>/sweep.log`` (file descriptors 1 and 2 point there while it runs, so library
 and C-level output land there too) and starts from its own seed, so a run gives the same numbers
-as in a process of its own (``tests/test_job_process.py`` checks it bit for bit).
+as in a process of its own (the end-to-end test of ``tests/test_reproduce.py`` checks a probe
+bit for bit).
 
 Sharing the process is safe with FFCV because no run writes a .beton file in its own process:
 ``prepare``'s writers and the transfer targets' writer run in spawned processes (FFCV's
@@ -27,12 +28,12 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
 
-from experiments.config import REPO_ROOT
 from experiments.launchers import (
     Job,
     Requeued,
     RunFailed,
     Task,
+    child_env,
     execute_job,
     log_header,
     single_process_env,
@@ -116,8 +117,7 @@ def run_in_fresh_process(job: Job, env_extra: dict[str, str] | None = None) -> N
     from experiments.requeue import REQUEUE_EXIT
 
     job.pretrain.run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **(env_extra or {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_env({**os.environ, **(env_extra or {})})
     with open(job.pretrain.log_path, "a") as log:
         rc = subprocess.call(
             [sys.executable, "-m", "experiments.job_process", job_to_json(job)],

@@ -14,9 +14,9 @@ file in its own process (FFCV's DatasetWriter can deadlock in a process that alr
 Loader; every writer is spawned). Tests inject a runner (any picklable callable taking a Task).
 
 Nothing here schedules: the local launcher is a loop over a thread pool of ``--jobs`` workers
-(each waiting on its job's process), and everything else is submitit or ``wandb sweep``/agent. Completed runs are skipped (``RunDir.is_complete``); a run with a
-checkpoint is resumed by the run itself (``run_pretrain`` does it); a failed run is simply run
-again. Before a SLURM time limit the job gets submitit's signal (USR2, ``slurm_signal_delay_s``
+(each waiting on its job's process), and everything else is submitit or ``wandb sweep``/agent.
+Completed runs are skipped (``RunDir.is_complete``); a run with a checkpoint is resumed by the
+run itself (``run_pretrain`` does it); a failed run is simply run again. Before a SLURM time limit the job gets submitit's signal (USR2, ``slurm_signal_delay_s``
 ahead); the worker forwards it to the running run, a pretraining run checkpoints at its next step
 and requeues the job itself (:mod:`experiments.requeue` has the whole path).
 """
@@ -44,6 +44,7 @@ from experiments.rundir import RunDir
 from experiments.sweep_spec import PlannedRun, SlurmSpec
 
 LOG_FILE = "sweep.log"
+_STAMP = "%Y-%m-%d %H:%M:%S"  # when a run started, in its sweep.log header
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,16 @@ class _RequeueSignal:
 _REQUEUE = _RequeueSignal()
 
 
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a child interpreter that imports this checkout first (PYTHONPATH)."""
+    paths = [str(REPO_ROOT), env.get("PYTHONPATH")]
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
+
+
 def log_header(task: Task, note: str = "") -> str:
     """The line a run's ``sweep.log`` gets each time the run starts: when, and its command."""
     where = f"  ({note})" if note else ""
-    return f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(task.command())}{where}\n"
+    return f"\n=== {time.strftime(_STAMP)} $ {' '.join(task.command())}{where}\n"
 
 
 def elapsed_s(run_dir: Path) -> float | None:
@@ -146,7 +153,7 @@ def elapsed_s(run_dir: Path) -> float | None:
     for line in log.read_text(errors="replace").splitlines():
         if line.startswith("=== ") and " $ " in line:
             try:
-                starts.append(time.mktime(time.strptime(line[4:23], "%Y-%m-%d %H:%M:%S")))
+                starts.append(time.mktime(time.strptime(line[4:].split(" $ ")[0], _STAMP)))
             except ValueError:
                 continue
     starts = [t for t in starts if t <= end]
@@ -162,8 +169,7 @@ def subprocess_runner(task: Task) -> None:
     from experiments.requeue import REQUEUE_EXIT
 
     task.run_dir.mkdir(parents=True, exist_ok=True)
-    env = single_process_env() if task.kind == "transfer" else dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env = child_env(single_process_env() if task.kind == "transfer" else dict(os.environ))
     with open(task.log_path, "a") as log:
         log.write(log_header(task))
         log.flush()

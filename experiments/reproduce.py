@@ -30,7 +30,7 @@ from pathlib import Path
 
 from datamodules.errors import UserInputError
 from experiments import launchers, results, sweep, tables
-from experiments.config import CONFIGS_DIR, RunConfig, load_config
+from experiments.config import CONFIGS_DIR, load_config
 from experiments.sweep_spec import expand, load_spec
 
 
@@ -158,22 +158,6 @@ class Rates:
         return None if not rate or images_seen is None else images_seen / rate
 
 
-def planned_images_seen(cfg: RunConfig) -> int | None:
-    """The images a planned run will see: schedule.images_seen, or the paper's heuristic on the
-    training-set size where that is known before preparation (as the sweep's dry run)."""
-    if cfg.schedule.images_seen > 0:
-        return int(cfg.schedule.images_seen)
-    if cfg.data.write.scale > 1:
-        num = int(cfg.data.write.scale)
-    elif cfg.data.source.name == "synthetic":
-        num = int(cfg.data.source.num_images * cfg.data.write.scale)
-    else:
-        return None
-    from lightning_modules.optim import heuristic_images_seen
-
-    return heuristic_images_seen(max(1, int(num * (1 - cfg.data.write.val_fraction))), cfg.schedule)
-
-
 def human_time(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
@@ -211,7 +195,7 @@ def dry_run(
         lines = []
         for run, state in zip(runs, states):
             cfg = run.config()
-            seen = planned_images_seen(cfg)
+            seen = sweep.planned_images_seen(cfg)
             todo = (state != "complete" or everything) and run.name not in counted
             counted.add(run.name)
             est = rates.pretrain_s(cfg.model.name, seen) if todo else None

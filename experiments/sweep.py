@@ -73,25 +73,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # dry run
 
 
-def estimated_images_seen(run: PlannedRun) -> str:
-    """schedule.images_seen, or the paper's heuristic (lightning_modules.optim) on the
-    training-set size when that is known before preparation (an absolute data.write.scale, or a
-    fraction of a synthetic corpus)."""
-    cfg = run.config()
-    if cfg.schedule.images_seen > 0:
-        return f"{cfg.schedule.images_seen:,}"
+def planned_train_images(cfg: Any) -> int | None:
+    """The training-set size of a planned run where it is known before preparation: an
+    absolute data.write.scale, or a fraction of a synthetic corpus (less the val share)."""
     if cfg.data.write.scale > 1:
         num = int(cfg.data.write.scale)
     elif cfg.data.source.name == "synthetic":
         num = int(cfg.data.source.num_images * cfg.data.write.scale)
     else:
+        return None
+    return max(1, int(num * (1 - cfg.data.write.val_fraction)))
+
+
+def planned_images_seen(cfg: Any) -> int | None:
+    """The images a planned run will see: schedule.images_seen, or the paper's heuristic
+    (lightning_modules.optim) on :func:`planned_train_images` (None: known after prepare)."""
+    if cfg.schedule.images_seen > 0:
+        return int(cfg.schedule.images_seen)
+    num = planned_train_images(cfg)
+    if num is None:
+        return None
+    from lightning_modules.optim import heuristic_images_seen
+
+    return heuristic_images_seen(num, cfg.schedule)
+
+
+def estimated_images_seen(run: PlannedRun) -> str:
+    """:func:`planned_images_seen` as the dry run prints it."""
+    cfg = run.config()
+    seen = planned_images_seen(cfg)
+    if seen is None:
         return "heuristic (needs the prepared set's size)"
-    num = max(1, int(num * (1 - cfg.data.write.val_fraction)))
-    try:
-        from lightning_modules.optim import heuristic_images_seen
-    except ImportError:
-        return f"heuristic on ~{num:,} images (lightning_modules.optim not available)"
-    return f"~{heuristic_images_seen(num, cfg.schedule):,} (heuristic, ~{num:,} train images)"
+    if cfg.schedule.images_seen > 0:
+        return f"{seen:,}"
+    return f"~{seen:,} (heuristic, ~{planned_train_images(cfg):,} train images)"
 
 
 def print_plan(spec: SweepSpec, runs: list[PlannedRun]) -> None:
